@@ -1,0 +1,96 @@
+"""What a plugin registers: architectures, model aliases and weight formats.
+
+These records hold no MAX or torch objects, so that listing them is cheap.
+Builders and mappers may be given as callables or as `"module:attribute"`
+strings, which are imported only when a model is actually loaded.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import ModelConfig
+
+# A weight mapper: (checkpoint tensors by HF name, config) -> tensors by zoo module name.
+WeightMapper = Callable[[Mapping[str, Any], ModelConfig], dict[str, Any]]
+# A model builder: config -> a `zoo.core.layers.DecoderLM` (constructed under `F.lazy()`).
+ModelBuilder = Callable[[ModelConfig], Any]
+
+
+def resolve(target: Callable[..., Any] | str) -> Callable[..., Any]:
+    """Returns `target`, importing it first if it is a `"module:attribute"` string."""
+    if not isinstance(target, str):
+        return target
+    module_name, _, attribute = target.partition(":")
+    return getattr(importlib.import_module(module_name), attribute)
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """One architecture: its config class, model builder and weight mapper.
+
+    `name` is the HF `architectures` value in `config.json` (e.g. `GPT2LMHeadModel`).
+    """
+
+    name: str
+    config_class: type[ModelConfig]
+    build_model: ModelBuilder | str
+    map_weights: WeightMapper | str
+    description: str = ""
+    plugin: str = ""
+
+    def builder(self) -> ModelBuilder:
+        return resolve(self.build_model)
+
+    def mapper(self) -> WeightMapper:
+        return resolve(self.map_weights)
+
+
+@dataclass(frozen=True)
+class ModelAlias:
+    """A short name for a real checkpoint on the Hugging Face Hub."""
+
+    name: str
+    repo_id: str
+    architecture: str
+    description: str = ""
+    parameters: int | None = None
+    plugin: str = ""
+    weights_file: str | None = None
+    """For a repo holding a single non-HF checkpoint file (llama2.c `.bin`): its path in the repo."""
+    tokenizer_file: str | None = None
+    """The tokenizer file to fetch alongside `weights_file`."""
+    hf_config: Mapping[str, Any] | None = None
+    """The hub checkpoint's `config.json` (or its essential fields), so that
+    `zoo bench --random-weights` and `zoo info` work without a download."""
+
+
+@dataclass
+class Checkpoint:
+    """A checkpoint read into memory: HF-style config and tensors, plus its tokenizer."""
+
+    hf_config: dict[str, Any]
+    tensors: Mapping[str, Any]
+    tokenizer: Any = None
+    source: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class WeightFormat:
+    """A non-HF checkpoint format (for example llama2.c's `.bin`).
+
+    `matches(path)` says whether a file or directory is in this format;
+    `load(path, tokenizer_path)` reads it into a `Checkpoint` whose config and
+    tensor names follow HF, so the architecture's own mapper applies.
+    """
+
+    name: str
+    matches: Callable[[Path], bool] | str
+    load: Callable[[Path, Path | None], Checkpoint] | str
+    description: str = ""
+    plugin: str = ""

@@ -1,0 +1,41 @@
+"""Decoding heads: what leaves the compiled graph at each step.
+
+The head wraps a `DecoderLM` and returns, for the last position only, the
+greedy next token (argmax in the graph) and the float32 logits that host-side
+sampling needs, followed by the extended KV cache. One compiled graph serves
+prefill (any prompt length) and decode (one token), with symbolic
+`("batch", "seqlen")` token dims and a symbolic past length.
+"""
+
+from __future__ import annotations
+
+from max.dtype import DType
+from max.experimental import functional as F
+from max.experimental.nn import Module
+from max.experimental.tensor import Tensor
+from max.graph import DeviceRef, TensorType
+
+from .layers import DecoderLM
+
+
+class NextTokenHead(Module):
+    """Greedy token and last-position logits, plus the new cache."""
+
+    def __init__(self, model: DecoderLM) -> None:
+        self.model = model
+
+    def forward(self, tokens: Tensor, positions: Tensor, mask: Tensor, *cache: Tensor) -> tuple[Tensor, ...]:
+        logits, *new_cache = self.model(tokens, positions, mask, *cache)
+        return (F.argmax(logits, axis=-1), logits, *new_cache)
+
+
+def input_types(n_layers: int, n_kv_heads: int, head_dim: int, dtype: DType, device: DeviceRef) -> list[TensorType]:
+    """Graph inputs: tokens, positions, additive mask, then k/v per layer."""
+    types = [
+        TensorType(DType.int64, ("batch", "seqlen"), device=device),
+        TensorType(DType.int64, ("batch", "seqlen"), device=device),
+        TensorType(DType.float32, ("batch", 1, "seqlen", "total"), device=device),
+    ]
+    cache_type = TensorType(dtype, ("batch", n_kv_heads, "past", head_dim), device=device)
+    types += [cache_type] * (2 * n_layers)
+    return types

@@ -1,0 +1,1 @@
+"""Plugin hook specs and discovery (pluggy project name `zoo`, entry-point group `zoo`)."""

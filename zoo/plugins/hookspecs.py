@@ -1,0 +1,38 @@
+"""Hook specs: each hook receives a `register` callback, as in simonw's `llm`.
+
+A plugin module implements any of these with `@hookimpl`:
+
+    from zoo.plugins.hookspecs import hookimpl
+    from zoo.core.architecture import Architecture
+
+    @hookimpl
+    def register_architectures(register):
+        register(Architecture(name="MyForCausalLM", ...))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pluggy
+
+PROJECT = "zoo"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def register_architectures(register: Callable[[Any], None]) -> None:
+    """Register `Architecture` records (config, model builder, weight mapper)."""
+
+
+@hookspec
+def register_models(register: Callable[[Any], None]) -> None:
+    """Register `ModelAlias` records: short names for hub checkpoints."""
+
+
+@hookspec
+def register_weight_formats(register: Callable[[Any], None]) -> None:
+    """Register `WeightFormat` records for non-HF checkpoint files."""
