@@ -9,7 +9,7 @@ mask, so a batch produces exactly what its prompts produce one at a time.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -62,11 +62,17 @@ class Engine:
                 f"shorten it to at most {limit - 1} tokens"
             )
 
-    def generate(self, prompts: Sequence[Sequence[int]], options: SamplingOptions) -> Iterator[np.ndarray]:
+    def generate(
+        self,
+        prompts: Sequence[Sequence[int]],
+        options: SamplingOptions,
+        on_logits: Callable[[np.ndarray], None] | None = None,
+    ) -> Iterator[np.ndarray]:
         """Yields the next token of every row, step by step.
 
         Stops after `max_new_tokens` or at the context length; the caller
         stops earlier (EOS, stop strings) simply by not asking for more.
+        `on_logits` sees each step's raw last-position logits (B, V).
         """
         if not prompts or any(len(p) == 0 for p in prompts):
             raise ZooError("every prompt needs at least one token")
@@ -93,6 +99,8 @@ class Engine:
         greedy, logits, cache = self.forward(tokens, positions, mask, self._empty_cache(batch))
         next_pos = np.array(lengths, dtype=np.int64)
         for step in range(steps):
+            if on_logits is not None:
+                on_logits(logits)
             chosen = sampler(logits, seen) if options.needs_logits else greedy
             chosen = np.asarray(chosen, dtype=np.int64)
             for row in range(batch):

@@ -58,6 +58,7 @@ def read_checkpoint(
     folder = source.path if source.kind == "dir" else download(source.repo_id)
     assert folder is not None
     hf_config = read_config(folder)
+    architecture_for(hf_config, registry)  # fail on an unsupported model before reading its weights
     tensors = read_tensors(weights if weights is not None else find_weights(folder))
     tok = load_tokenizer(tokenizer if tokenizer is not None else folder)
     return Checkpoint(hf_config, tensors, tok, source=source.describe())
@@ -123,19 +124,19 @@ def compile_model(
     import torch
     from max.dtype import DType
     from max.experimental import functional as F
-    from max.experimental.tensor import default_dtype
+    from max.experimental.tensor import default_device, default_dtype
     from max.graph import DeviceRef
 
     from .heads import NextTokenHead, input_types
 
     mapped = architecture.mapper()(tensors, config)
-    with F.lazy(), default_dtype(dtype):
+    # Built lazily on the target device: random init is never materialised.
+    with F.lazy(), default_dtype(dtype), default_device(device):
         head = NextTokenHead(architecture.builder()(config))
     expected = {name[len("model.") :]: tuple(int(d) for d in p.shape) for name, p in head.parameters}
     check_weights(expected, mapped)
     torch_dtype = torch.float32 if dtype == DType.float32 else torch.bfloat16
     weights = {f"model.{name}": _as_dtype(t, torch_dtype) for name, t in mapped.items()}
-    head.to(device)
     types = input_types(config.n_layers, config.n_kv_heads, config.head_dim, dtype, DeviceRef.from_device(device))
     started = time.perf_counter()
     graph = head.compile(*types, weights=weights)
@@ -168,7 +169,7 @@ def load_model(
     max_device = pick_device(device)
     max_dtype = pick_dtype(dtype, max_device)
     if verbose:
-        log(f"{architecture.name} from {checkpoint.source} on {describe_device(max_device)}, {max_dtype}; compiling...")
+        log(f"{architecture.name} from {checkpoint.source} on {describe_device(max_device)}, {str(max_dtype).split('.')[-1]}; compiling...")
     graph, seconds = compile_model(architecture, config, dict(checkpoint.tensors), max_device, max_dtype)
     if verbose:
         log(f"compiled in {seconds:.1f}s")
