@@ -130,3 +130,18 @@ def test_124m_shapes_long_prompt_parity(gpt2_124m):
         np.testing.assert_allclose(step_logits[0], reference_logits(hf, sequence), atol=1e-4, rtol=0)
         sequence.append(int(step_tokens[0]))
     assert [int(t[0]) for t in tokens] == reference_greedy(hf, prompt, 6)
+
+
+def test_bfloat16_runs_close_to_float32(tmp_path_factory, registry):
+    """--dtype bfloat16: same graph shapes in bf16; logits near the fp32 reference."""
+    from gpt2_fixtures import TINY
+
+    folder = tmp_path_factory.mktemp("gpt2-bf16")
+    hf = make_checkpoint(folder, seed=1, **TINY)
+    model = load_model(str(folder), registry, dtype="bfloat16", verbose=False)
+    prompt = [464, 2068, 7586, 21831, 18045]
+    tokens, logits = stepwise_logits(model, [prompt], steps=3)
+    expected = reference_logits(hf, prompt)
+    scale = np.abs(expected).max()
+    assert np.abs(logits[0][0] - expected).max() < 0.05 * scale
+    assert np.corrcoef(logits[0][0], expected)[0, 1] > 0.999

@@ -88,7 +88,7 @@ def run_bench(
     torch_threads = _set_torch_threads(threads)
     try:
         loaded = compile_zoo(model_ref, architecture, config, weights, max_device, max_dtype, log)
-        zoo = measure(contexts, config.vocab_size, new_tokens, repeats, ZooRunner(loaded), "zoo", log)
+        zoo = measure(contexts, config.vocab_size, new_tokens, repeats, ZooRunner(loaded), "engine", log)
         hf: dict[int, Rates] = {}
         hf_info: dict[str, Any] = {}
         if with_transformers:
@@ -386,7 +386,7 @@ def measure(
         runs = [runner(prompt, new_tokens) for _ in range(repeats)]
         rates[context] = median_rates(runs, context, new_tokens)
         log(
-            f"context {context}, {label}: prefill {rates[context].prefill_tok_s:.1f} tok/s, "
+            f"{label} at context {context}: prefill {rates[context].prefill_tok_s:.1f} tok/s, "
             f"decode {rates[context].decode_tok_s:.2f} tok/s"
         )
     return rates

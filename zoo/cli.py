@@ -151,7 +151,7 @@ def sampling_options(func: Any) -> Any:
 def model_options(func: Any) -> Any:
     decorators = [
         click.option("--weights", type=click.Path(path_type=Path), default=None, help="Weights file to use instead of the checkpoint's own."),
-        click.option("--tokenizer", type=click.Path(path_type=Path), default=None, help="Tokenizer file or directory (tokenizer.json, sentencepiece .model, llama2.c tokenizer.bin)."),
+        click.option("--tokenizer", type=click.Path(path_type=Path), default=None, help="Tokenizer file or directory (tokenizer.json, sentencepiece .model; llama2.c tokenizer.bin with llama2.c checkpoints)."),
         click.option("--device", type=click.Choice(["auto", "cpu", "gpu"]), default="auto", show_default=True, help="Where to run."),
         click.option("--dtype", type=click.Choice(["float32", "bfloat16"]), default=None, help="Weights and activations dtype [default: float32 on CPU, bfloat16 on GPU]."),
     ]
@@ -185,7 +185,7 @@ def run_command(model: str, prompts: tuple[str, ...], prompts_file: Any, chat: b
     if benchmark:
         from zoo.bench import format_table, run_bench
 
-        result = run_bench(model, random_weights=False, contexts=[16, 256], new_tokens=options.max_new_tokens,
+        result = run_bench(model, random_weights=False, contexts=[16, 256], new_tokens=max(2, options.max_new_tokens),
                            device=load_args["device"], dtype=load_args["dtype"], with_transformers=False)
         click.echo(format_table(result))
         return

@@ -17,6 +17,7 @@ class Completion:
 
     prompt: str
     prompt_ids: list[int]
+    prompt_text: str = ""  # the prompt ids decoded, to cut continuations from
     token_ids: list[int] = field(default_factory=list)
     text: str = ""
     finish_reason: str | None = None
@@ -46,7 +47,10 @@ class TextGenerator:
     def stream(self, prompts: Sequence[str], options: SamplingOptions) -> Iterator[tuple[int, str]]:
         """Yields `(row, new_text)` as tokens arrive; `self.completions` holds the results."""
         options.check()
-        self.completions = [Completion(p, self.encode(p)) for p in prompts]
+        self.completions = []
+        for prompt in prompts:
+            ids = self.encode(prompt)
+            self.completions.append(Completion(prompt, ids, self.tokenizer.decode(ids)))
         eos = set() if options.ignore_eos else set(self.tokenizer.eos_token_ids)
         hold = max((len(s) for s in options.stop), default=1) - 1
         for step_tokens in self.engine.generate([c.prompt_ids for c in self.completions], options):
@@ -83,9 +87,15 @@ class TextGenerator:
         return self.completions
 
     def _update_text(self, completion: Completion, stops: Sequence[str]) -> None:
-        # Decode the whole suffix each time, so multi-byte characters split
-        # across tokens come out whole.
-        completion.text = self.tokenizer.decode(completion.token_ids)
+        # Decode prompt + whole suffix each time and keep what follows the
+        # prompt's text: multi-byte characters split across tokens come out
+        # whole, and tokenizers that drop a leading space when decoding a
+        # fragment (sentencepiece) keep it.
+        full = self.tokenizer.decode(completion.prompt_ids + completion.token_ids)
+        if full.startswith(completion.prompt_text):
+            completion.text = full[len(completion.prompt_text) :]
+        else:
+            completion.text = self.tokenizer.decode(completion.token_ids)
         for stop in stops:
             at = completion.text.find(stop)
             if at >= 0:

@@ -49,7 +49,10 @@ def _hf(hidden: int, inner: int, layers: int, heads: int, kv_heads: int, vocab: 
 
 def _stories(dim: int, inner: int, layers: int, heads: int, kv_heads: int, vocab: int, context: int) -> dict:
     """A llama2.c TinyStories model: tied embeddings, BOS 1, EOS 2."""
-    return _hf(dim, inner, layers, heads, kv_heads, vocab, context, tie_word_embeddings=True, bos_token_id=1, eos_token_id=2)
+    return _hf(
+        dim, inner, layers, heads, kv_heads, vocab, context,
+        tie_word_embeddings=True, bos_token_id=1, eos_token_id=2,
+    )
 
 
 def _alias(name: str, repo_id: str, description: str, parameters: int, hf_config: dict, **files: str) -> ModelAlias:
@@ -72,7 +75,10 @@ ALIASES = [
         "HuggingFaceTB/SmolLM2-135M-Instruct",
         "SmolLM2 135M, instruction-tuned",
         134_515_008,
-        _hf(576, 1536, 30, 9, 3, 49152, 8192, rope_theta=100000.0, tie_word_embeddings=True, bos_token_id=1, eos_token_id=2),
+        _hf(
+            576, 1536, 30, 9, 3, 49152, 8192,
+            rope_theta=100000.0, tie_word_embeddings=True, bos_token_id=1, eos_token_id=2,
+        ),
     ),
     _alias(
         "TinyLlama-1.1B",

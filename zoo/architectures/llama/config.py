@@ -79,14 +79,17 @@ def llama_fields(hf: dict[str, Any]) -> dict[str, Any]:
         )
     except KeyError as missing:
         raise ZooError(f"config.json lacks {missing.args[0]!r}, which a Llama model needs") from None
+    except (TypeError, ValueError) as error:
+        raise ZooError(f"config.json has a size that is not an integer ({error})") from None
     if fields["n_heads"] % fields["n_kv_heads"]:
         raise ZooError(
             f"num_attention_heads ({fields['n_heads']}) is not a multiple of "
             f"num_key_value_heads ({fields['n_kv_heads']})"
         )
     theta, scaling = rope_settings(hf)
-    if scaling.get("rope_type", scaling.get("type", "default")) in (None, "default"):
-        scaling = {}
+    rope_type, legacy_type = scaling.pop("rope_type", None), scaling.pop("type", None)
+    kind = rope_type or legacy_type or "default"
+    scaling = {} if kind == "default" else {"rope_type": kind, **scaling}
     rope_inv_freq(fields["head_dim"], theta, scaling)  # refuses unsupported scaling types now
     return dict(
         fields,

@@ -1,0 +1,60 @@
+"""Mixtral: the built-in plugin for `MixtralForCausalLM` checkpoints.
+
+Llama's attention, norms and embeddings, with a sparse mixture of SwiGLU
+experts (`zoo.core.moe.SparseMoE`) in place of the feed-forward.
+"""
+
+from __future__ import annotations
+
+from zoo.core.architecture import Architecture, ModelAlias
+from zoo.plugins.hookspecs import hookimpl
+
+from .config import MixtralConfig
+
+ARCHITECTURE = Architecture(
+    name="MixtralForCausalLM",
+    config_class=MixtralConfig,
+    build_model="zoo.architectures.mixtral.model:build_model",
+    map_weights="zoo.architectures.mixtral.weights:map_weights",
+    description="Mixtral: Llama attention with a top-k routed mixture of SwiGLU experts",
+)
+
+# The essential fields of Mixtral-8x7B's `config.json` (base and instruct share them).
+MIXTRAL_8X7B = {
+    "architectures": ["MixtralForCausalLM"],
+    "model_type": "mixtral",
+    "hidden_size": 4096,
+    "intermediate_size": 14336,
+    "num_hidden_layers": 32,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 8,
+    "num_local_experts": 8,
+    "num_experts_per_tok": 2,
+    "vocab_size": 32000,
+    "max_position_embeddings": 32768,
+    "hidden_act": "silu",
+    "rms_norm_eps": 1e-5,
+    "rope_theta": 1e6,
+    "sliding_window": None,
+    "tie_word_embeddings": False,
+    "bos_token_id": 1,
+    "eos_token_id": 2,
+}
+
+ALIASES = [
+    ModelAlias("mixtral-8x7b", "mistralai/Mixtral-8x7B-v0.1", "MixtralForCausalLM",
+               "Mixtral 8x7B base (8 experts, top-2)", 46_702_792_704, hf_config=MIXTRAL_8X7B),
+    ModelAlias("mixtral-8x7b-instruct", "mistralai/Mixtral-8x7B-Instruct-v0.1", "MixtralForCausalLM",
+               "Mixtral 8x7B instruct v0.1 (8 experts, top-2)", 46_702_792_704, hf_config=MIXTRAL_8X7B),
+]
+
+
+@hookimpl
+def register_architectures(register):
+    register(ARCHITECTURE)
+
+
+@hookimpl
+def register_models(register):
+    for alias in ALIASES:
+        register(alias)
