@@ -1,10 +1,13 @@
 """The shared KV-cached generation engine.
 
 One compiled graph (`heads.NextTokenHead`) serves both phases: a prefill over
-the (left-padded) prompts, then one-token decode steps that read and extend
-the cache. The cache tensors returned by one call go straight into the next,
-so they stay on the device. Each row keeps its own positions and padding
-mask, so a batch produces exactly what its prompts produce one at a time.
+the (left-padded) prompts, then one-token decode steps. The graph reads the
+cache and returns only the keys and values of the tokens it was given; the
+engine writes those into a cache preallocated for the whole generation, so
+no step copies the cache (a step costs the same whether 10 or 800 tokens
+came before, apart from attention's reads). Unwritten slots are masked out.
+Each row keeps its own positions and padding mask, so a batch produces
+exactly what its prompts produce one at a time.
 """
 
 from __future__ import annotations
@@ -21,6 +24,47 @@ from .sampling import Sampler, SamplingOptions
 _MASKED = np.float32(-1e30)
 
 
+class KVCache:
+    """Keys (B, Hkv, D, capacity) and values (B, Hkv, capacity, D) per layer, on the host.
+
+    Held as torch tensors (torch has bfloat16) and handed to MAX through
+    DLPack, which on the CPU shares the memory instead of copying it.
+    """
+
+    def __init__(self, config: Any, dtype: Any, batch: int, capacity: int) -> None:
+        import torch
+        from max.dtype import DType
+
+        torch_dtype = torch.float32 if dtype == DType.float32 else torch.bfloat16
+        heads, dim = config.n_kv_heads, config.head_dim
+        self.keys = [torch.zeros((batch, heads, dim, capacity), dtype=torch_dtype) for _ in range(config.n_layers)]
+        self.values = [torch.zeros((batch, heads, capacity, dim), dtype=torch_dtype) for _ in range(config.n_layers)]
+        # Before the first write the graph gets one zero slot, masked out: a
+        # zero-length past would make matmuls with an empty inner dimension.
+        self.placeholder = [
+            torch.zeros((batch, heads, dim, 1), dtype=torch_dtype),
+            torch.zeros((batch, heads, 1, dim), dtype=torch_dtype),
+        ]
+        self.filled = 0
+
+    def past(self) -> list[Any]:
+        """The whole cache, k0, v0, k1, v1, ... (one masked placeholder slot before the first write)."""
+        if self.filled == 0:
+            return self.placeholder * len(self.keys)
+        return [t for pair in zip(self.keys, self.values) for t in pair]
+
+    def write(self, new: Sequence[Any]) -> None:
+        """Stores the graph's new k0, v0, k1, v1, ... after the filled slots."""
+        import torch
+
+        start = self.filled
+        for layer, (k, v) in enumerate(zip(new[0::2], new[1::2])):
+            k, v = torch.from_dlpack(k), torch.from_dlpack(v)
+            self.keys[layer][..., start : start + k.shape[-1]] = k
+            self.values[layer][:, :, start : start + v.shape[2]] = v
+        self.filled += int(new[0].shape[-1])
+
+
 class Engine:
     """Runs a `LoadedModel`'s compiled graph step by step."""
 
@@ -28,31 +72,24 @@ class Engine:
         self.model = model
         self.config = model.config
 
-    def _tensor(self, array: np.ndarray) -> Any:
+    def _tensor(self, array: Any) -> Any:
         from max.experimental.tensor import Tensor
 
-        tensor = Tensor.from_dlpack(np.ascontiguousarray(array))
+        if isinstance(array, np.ndarray):
+            array = np.ascontiguousarray(array)
+        tensor = Tensor.from_dlpack(array)
         return tensor if self.model.device.is_host else tensor.to(self.model.device)
 
-    def _empty_cache(self, batch: int) -> list[Any]:
-        """Zero-length past K/V per layer (made through torch, which has bfloat16)."""
-        import torch
-        from max.dtype import DType
-        from max.experimental.tensor import Tensor
+    def _to_host(self, tensor: Any) -> Any:
+        return tensor if tensor.device.is_host else tensor.to(_cpu())
 
-        torch_dtype = torch.float32 if self.model.dtype == DType.float32 else torch.bfloat16
-        empty = torch.zeros((batch, self.config.n_kv_heads, 0, self.config.head_dim), dtype=torch_dtype)
-        tensor = Tensor.from_dlpack(empty)
-        if not self.model.device.is_host:
-            tensor = tensor.to(self.model.device)
-        return [tensor] * (2 * self.config.n_layers)
-
-    def forward(self, tokens: np.ndarray, positions: np.ndarray, mask: np.ndarray, cache: list[Any]) -> tuple[np.ndarray, np.ndarray, list[Any]]:
-        """One graph call: returns greedy tokens (B,), last logits (B, V) and the new cache."""
-        greedy, logits, *cache = self.model.graph(
-            self._tensor(tokens), self._tensor(positions), self._tensor(mask), *cache
-        )
-        return _to_numpy(greedy).reshape(-1), _to_numpy(logits), cache
+    def forward(self, tokens: np.ndarray, positions: np.ndarray, mask: np.ndarray, cache: KVCache) -> tuple[np.ndarray, np.ndarray]:
+        """One graph call; writes the new keys/values into `cache` and returns
+        the greedy tokens (B,) and last-position logits (B, V)."""
+        inputs = [self._tensor(tokens), self._tensor(positions), self._tensor(mask)]
+        greedy, logits, *new = self.model.graph(*inputs, *(self._tensor(t) for t in cache.past()))
+        cache.write([self._to_host(t) for t in new])
+        return self._to_host(greedy).to_numpy().reshape(-1), self._to_host(logits).to_numpy()
 
     def check_length(self, prompt_tokens: int) -> None:
         limit = self.config.context_length
@@ -92,11 +129,13 @@ class Engine:
         causal = np.tril(np.ones((width, width), dtype=bool))
         allowed = causal[None] & valid[:, None, :width]
         allowed |= np.eye(width, dtype=bool)[None]  # pad rows attend to themselves: no empty softmax
+        allowed = np.concatenate([np.zeros((batch, width, 1), dtype=bool), allowed], axis=-1)  # the placeholder slot
         mask = np.where(allowed, 0.0, _MASKED).astype(np.float32)[:, None]
 
         sampler = Sampler(options)
         seen = [list(p) for p in prompts]
-        greedy, logits, cache = self.forward(tokens, positions, mask, self._empty_cache(batch))
+        cache = KVCache(self.config, self.model.dtype, batch, width + steps)
+        greedy, logits = self.forward(tokens, positions, mask, cache)
         next_pos = np.array(lengths, dtype=np.int64)
         for step in range(steps):
             if on_logits is not None:
@@ -108,15 +147,12 @@ class Engine:
             yield chosen
             if step == steps - 1:
                 return
-            total = width + step + 1
-            valid[:, total - 1] = True
-            step_mask = np.where(valid[:, :total], 0.0, _MASKED).astype(np.float32)[:, None, None, :]
-            greedy, logits, cache = self.forward(chosen[:, None], next_pos[:, None], step_mask, cache)
+            # Columns: every cache slot (unwritten ones masked), then the new token itself.
+            step_mask = np.zeros((batch, 1, 1, valid.shape[1] + 1), dtype=np.float32)
+            step_mask[:, 0, 0, :-1] = np.where(valid, 0.0, _MASKED)
+            greedy, logits = self.forward(chosen[:, None], next_pos[:, None], step_mask, cache)
+            valid[:, cache.filled - 1] = True
             next_pos += 1
-
-
-def _to_numpy(tensor: Any) -> np.ndarray:
-    return tensor.to_numpy() if tensor.device.is_host else tensor.to(_cpu()).to_numpy()
 
 
 def _cpu() -> Any:

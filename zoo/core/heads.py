@@ -2,7 +2,7 @@
 
 The head wraps a `DecoderLM` and returns, for the last position only, the
 greedy next token (argmax in the graph) and the float32 logits that host-side
-sampling needs, followed by the extended KV cache. One compiled graph serves
+sampling needs, followed by the new keys and values. One compiled graph serves
 prefill (any prompt length) and decode (one token), with symbolic
 `("batch", "seqlen")` token dims and a symbolic past length.
 """
@@ -19,7 +19,7 @@ from .layers import DecoderLM
 
 
 class NextTokenHead(Module):
-    """Greedy token and last-position logits, plus the new cache."""
+    """Greedy token and last-position logits, plus this call's keys and values."""
 
     def __init__(self, model: DecoderLM) -> None:
         self.model = model
@@ -30,12 +30,13 @@ class NextTokenHead(Module):
 
 
 def input_types(n_layers: int, n_kv_heads: int, head_dim: int, dtype: DType, device: DeviceRef) -> list[TensorType]:
-    """Graph inputs: tokens, positions, additive mask, then k/v per layer."""
+    """Graph inputs: tokens, positions, additive mask, then past keys (transposed) and values per layer."""
     types = [
         TensorType(DType.int64, ("batch", "seqlen"), device=device),
         TensorType(DType.int64, ("batch", "seqlen"), device=device),
         TensorType(DType.float32, ("batch", 1, "seqlen", "total"), device=device),
     ]
-    cache_type = TensorType(dtype, ("batch", n_kv_heads, "past", head_dim), device=device)
-    types += [cache_type] * (2 * n_layers)
+    keys = TensorType(dtype, ("batch", n_kv_heads, head_dim, "past"), device=device)
+    values = TensorType(dtype, ("batch", n_kv_heads, "past", head_dim), device=device)
+    types += [keys, values] * n_layers
     return types

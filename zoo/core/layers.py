@@ -13,7 +13,8 @@ is pre-norm and composed of parts an architecture picks:
 Every part takes the same per-token inputs, so any mix of them runs under the
 shared KV-cached engine: `positions` is `(batch, seqlen)` (each row has its own
 positions, so left-padded batches are exact) and `mask` is an additive
-`(batch, 1, seqlen, past + seqlen)` bias built by the engine.
+`(batch, 1, seqlen, past + seqlen)` bias built by the engine, over the cached
+keys followed by the new ones.
 """
 
 from __future__ import annotations
@@ -95,6 +96,12 @@ class Attention(Module):
     def forward(
         self, x: Tensor, positions: Tensor, mask: Tensor, past_k: Tensor, past_v: Tensor
     ) -> tuple[Tensor, Tensor, Tensor]:
+        """Returns the block output and this call's keys and values (for the cache).
+
+        Cache layout: keys transposed, (batch, kv_heads, head_dim, past), so
+        scores need no transpose of the whole cache; values (batch, kv_heads,
+        past, head_dim). The new keys/values come back in the same layouts.
+        """
         batch, seqlen = x.shape[0], x.shape[1]
         heads, kv_heads, head_dim = self.n_heads, self.n_kv_heads, self.head_dim
         q, k, v = F.split(
@@ -108,31 +115,41 @@ class Attention(Module):
         if self.rotary is not None:
             q = self.rotary(q, positions)
             k = self.rotary(k, positions)
-        # Cache layout: (batch, kv_heads, past + seqlen, head_dim).
-        k = F.concat([past_k, k.transpose(1, 2)], axis=2)
-        v = F.concat([past_v, v.transpose(1, 2)], axis=2)
-        out = grouped_attention(q.transpose(1, 2), k, v, mask, kv_heads)
+        new_k = F.permute(k, [0, 2, 3, 1])  # (B, Hkv, D, S)
+        new_v = v.transpose(1, 2)  # (B, Hkv, S, D)
+        out = grouped_attention(q.transpose(1, 2), past_k, past_v, new_k, new_v, mask, kv_heads)
         out = out.transpose(1, 2).reshape((batch, seqlen, heads * head_dim))
-        return self.o_proj(out), k, v
+        return self.o_proj(out), new_k, new_v
 
 
-def grouped_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, kv_heads: int) -> Tensor:
-    """Scaled dot-product attention where each kv head serves a group of q heads.
+def grouped_attention(
+    q: Tensor, past_k: Tensor, past_v: Tensor, new_k: Tensor, new_v: Tensor, mask: Tensor, kv_heads: int
+) -> Tensor:
+    """Scaled dot-product attention over the cached and the new keys.
 
-    q: (B, H, S, D); k, v: (B, Hkv, T, D); mask: additive (B, 1, S, T).
-    Returns (B, H, S, D). Scores and softmax run in float32.
+    q: (B, H, S, D); keys transposed, past_k (B, Hkv, D, P) and new_k
+    (B, Hkv, D, S); values past_v (B, Hkv, P, D) and new_v (B, Hkv, S, D);
+    mask: additive (B, 1, S, P + S). Each kv head serves a group of q heads
+    (GQA/MQA). The cache is only read, never copied: the two score blocks are
+    joined (they are small), softmaxed in float32, and split again.
+    Returns (B, H, S, D).
     """
     batch, heads, seqlen, head_dim = q.shape
-    total = k.shape[2]
+    past = past_k.shape[3]
+    total = past + seqlen
     group = int(heads) // kv_heads
     # Batched matmul is limited to rank 4: fold each kv head's query group into the rows.
     q = q.reshape((batch, kv_heads, group * seqlen, head_dim))
-    scores = (q @ k.transpose(2, 3)).cast(DType.float32) * (1.0 / math.sqrt(int(head_dim)))
+    scale = 1.0 / math.sqrt(int(head_dim))
+    scores = F.concat([q @ past_k, q @ new_k], axis=-1).cast(DType.float32) * scale
     mask = F.rebind(mask, [batch, 1, seqlen, total]).reshape((batch, 1, 1, seqlen, total))
     scores = scores.reshape((batch, kv_heads, group, seqlen, total)) + mask
-    weights = F.softmax(scores, axis=-1).cast(v.dtype)
+    weights = F.softmax(scores, axis=-1).cast(new_v.dtype)
     weights = weights.reshape((batch, kv_heads, group * seqlen, total))
-    return (weights @ v).reshape((batch, heads, seqlen, head_dim))
+    to_past = weights[:, :, :, :past]
+    to_new = F.rebind(weights[:, :, :, past:], [batch, kv_heads, group * seqlen, seqlen])
+    out = to_past @ past_v + to_new @ new_v
+    return out.reshape((batch, heads, seqlen, head_dim))
 
 
 class GeluMLP(Module):
@@ -181,9 +198,10 @@ class DecoderBlock(Module):
 class DecoderLM(Module):
     """Token embedding, decoder blocks, final norm and output projection.
 
-    `forward(tokens, positions, mask, *cache)` takes the cache as a flat
-    `k0, v0, k1, v1, ...` list and returns the float32 logits of the last
-    position followed by the extended cache in the same order.
+    `forward(tokens, positions, mask, *cache)` takes the past keys/values as
+    a flat `k0, v0, k1, v1, ...` list and returns the float32 logits of the
+    last position followed by this call's new keys/values in the same order
+    (the engine writes them into its cache).
     """
 
     def __init__(
