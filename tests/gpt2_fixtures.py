@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from conftest import save_gpt2_tokenizer
 
 TINY = dict(n_embd=64, n_layer=2, n_head=4, n_positions=128, vocab_size=50257)
@@ -21,7 +19,7 @@ VARIANT = dict(
 FULL_124M = dict(n_embd=768, n_layer=12, n_head=12, n_positions=1024, vocab_size=50257)
 
 
-def make_checkpoint(folder: Path, seed: int = 0, initializer_range: float = 0.2, **shape) -> "GPT2LMHeadModel":
+def make_checkpoint(folder: Path, seed: int = 0, initializer_range: float = 0.2, **shape) -> object:
     """Saves a random GPT2LMHeadModel (plus the real GPT-2 tokenizer) into `folder`."""
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
@@ -33,25 +31,3 @@ def make_checkpoint(folder: Path, seed: int = 0, initializer_range: float = 0.2,
     model.save_pretrained(str(folder))
     save_gpt2_tokenizer(folder)
     return model
-
-
-def reference_logits(model, ids: list[int]) -> np.ndarray:
-    """transformers' last-position logits for `ids`, full recompute."""
-    import torch
-
-    with torch.no_grad():
-        return model(torch.tensor([ids])).logits[0, -1].numpy()
-
-
-def reference_greedy(model, ids: list[int], new_tokens: int) -> list[int]:
-    """transformers greedy `generate`, EOS disabled so exactly `new_tokens` come back."""
-    import torch
-    from transformers import GenerationConfig
-
-    settings = GenerationConfig(max_new_tokens=new_tokens, do_sample=False, eos_token_id=None, pad_token_id=0)
-    with torch.no_grad():
-        out = model.generate(
-            torch.tensor([ids]), generation_config=settings,
-            attention_mask=torch.ones(1, len(ids), dtype=torch.long),
-        )
-    return out[0, len(ids):].tolist()

@@ -10,7 +10,8 @@ import sys
 import pytest
 
 from cli_helpers import zoo
-from gpt2_fixtures import TINY, make_checkpoint, reference_greedy
+from gpt2_fixtures import TINY, make_checkpoint
+from reference import reference_greedy
 
 
 @pytest.fixture(scope="module")

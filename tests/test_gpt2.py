@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gpt2_fixtures import FULL_124M, TINY, VARIANT, make_checkpoint, reference_greedy, reference_logits
-from zoo.core.engine import Engine
+from gpt2_fixtures import FULL_124M, TINY, VARIANT, make_checkpoint
+from reference import cached_decode, reference_greedy, reference_logits
 from zoo.core.generation import TextGenerator
 from zoo.core.loader import load_model
 from zoo.core.sampling import SamplingOptions
@@ -23,18 +23,10 @@ def gpt2_pair(request, tmp_path_factory, registry):
     return hf, load_model(str(folder), registry, verbose=False)
 
 
-def stepwise_logits(model, prompts, steps: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Tokens and last-position logits at every KV-cached step."""
-    seen: list[np.ndarray] = []
-    options = SamplingOptions(greedy=True, max_new_tokens=steps)
-    tokens = list(Engine(model).generate(prompts, options, on_logits=lambda x: seen.append(x.copy())))
-    return tokens, seen
-
-
 def test_logits_match_transformers_at_every_cached_step(gpt2_pair):
     hf, model = gpt2_pair
     prompt = [464, 2068, 7586, 21831, 18045, 625, 262, 16931, 3290, 13]
-    tokens, logits = stepwise_logits(model, [prompt], steps=10)
+    tokens, logits = cached_decode(model, [prompt], steps=10)
     sequence = list(prompt)
     for step_tokens, step_logits in zip(tokens, logits):
         expected = reference_logits(hf, sequence)
@@ -56,10 +48,10 @@ def test_kv_cached_decode_equals_full_recompute(gpt2_pair):
     """Each cached step's logits equal a fresh prefill over the whole sequence."""
     _, model = gpt2_pair
     prompt = [40, 588, 257, 1310, 286]
-    tokens, cached = stepwise_logits(model, [prompt], steps=6)
+    tokens, cached = cached_decode(model, [prompt], steps=6)
     sequence = list(prompt)
     for step_tokens, step_logits in zip(tokens, cached):
-        _, fresh = stepwise_logits(model, [sequence], steps=1)
+        _, fresh = cached_decode(model, [sequence], steps=1)
         np.testing.assert_allclose(step_logits[0], fresh[0][0], atol=1e-5, rtol=0)
         sequence.append(int(step_tokens[0]))
 
@@ -124,7 +116,7 @@ def test_124m_shapes_long_prompt_parity(gpt2_124m):
     """The real GPT-2 small shapes, a 700+ token prompt, KV-cached greedy decode."""
     hf, model = gpt2_124m
     prompt = list(np.random.default_rng(0).integers(0, 50257, size=720))
-    tokens, logits = stepwise_logits(model, [prompt], steps=6)
+    tokens, logits = cached_decode(model, [prompt], steps=6)
     sequence = list(prompt)
     for step_tokens, step_logits in zip(tokens, logits):
         np.testing.assert_allclose(step_logits[0], reference_logits(hf, sequence), atol=1e-4, rtol=0)
@@ -140,7 +132,7 @@ def test_bfloat16_runs_close_to_float32(tmp_path_factory, registry):
     hf = make_checkpoint(folder, seed=1, **TINY)
     model = load_model(str(folder), registry, dtype="bfloat16", verbose=False)
     prompt = [464, 2068, 7586, 21831, 18045]
-    tokens, logits = stepwise_logits(model, [prompt], steps=3)
+    tokens, logits = cached_decode(model, [prompt], steps=3)
     expected = reference_logits(hf, prompt)
     scale = np.abs(expected).max()
     assert np.abs(logits[0][0] - expected).max() < 0.05 * scale

@@ -22,11 +22,11 @@ from zoo.architectures.llama import ALIASES
 from zoo.architectures.llama import llama2c
 from zoo.architectures.llama.config import LlamaConfig
 from zoo.architectures.llama.weights import map_weights
-from zoo.core.engine import Engine
 from zoo.core.errors import ZooError
 from zoo.core.generation import TextGenerator
 from zoo.core.loader import load_model
 from zoo.core.sampling import SamplingOptions
+from reference import assert_matches_transformers, cached_decode, reference_greedy
 
 LLAMA3_ROPE = {
     "rope_type": "llama3", "rope_theta": 10000.0, "factor": 4.0,
@@ -69,48 +69,6 @@ def random_llama(seed: int, **shape):
             elif "norm" in name:
                 p.normal_(1.0, 0.2)
     return model
-
-
-def reference_logits(hf, ids: list[int]) -> np.ndarray:
-    """transformers' last-position logits for `ids`, full recompute."""
-    import torch
-
-    with torch.no_grad():
-        return hf(torch.tensor([ids])).logits[0, -1].numpy()
-
-
-def reference_greedy(hf, ids: list[int], new_tokens: int) -> list[int]:
-    """transformers greedy `generate`, EOS off so that exactly `new_tokens` come back."""
-    import torch
-    from transformers import GenerationConfig
-
-    settings = GenerationConfig(max_new_tokens=new_tokens, do_sample=False, eos_token_id=None, pad_token_id=0)
-    with torch.no_grad():
-        mask = torch.ones(1, len(ids), dtype=torch.long)
-        out = hf.generate(torch.tensor([ids]), generation_config=settings, attention_mask=mask)
-    return out[0, len(ids) :].tolist()
-
-
-def cached_decode(model, prompts: list[list[int]], steps: int) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Greedy tokens (steps, batch) and the last-position logits of every KV-cached step."""
-    logits: list[np.ndarray] = []
-    options = SamplingOptions(greedy=True, max_new_tokens=steps)
-    tokens = list(Engine(model).generate(prompts, options, on_logits=lambda x: logits.append(x.copy())))
-    return np.array(tokens), logits
-
-
-def assert_matches_transformers(hf, model, prompts: list[list[int]], steps: int = STEPS) -> float:
-    """Each row's logits at every cached step equal transformers' full recompute; returns the max diff."""
-    tokens, logits = cached_decode(model, prompts, steps)
-    worst = 0.0
-    for row, prompt in enumerate(prompts):
-        sequence = list(prompt)
-        for step in range(steps):
-            expected = reference_logits(hf, sequence)
-            np.testing.assert_allclose(logits[step][row], expected, atol=1e-4, rtol=0)
-            worst = max(worst, float(np.abs(logits[step][row] - expected).max()))
-            sequence.append(int(tokens[step, row]))
-    return worst
 
 
 def token_prompts(vocab_size: int, lengths: list[int], seed: int = 0) -> list[list[int]]:

@@ -255,6 +255,26 @@ def bench_command(model: str, random_weights: bool, contexts: str, new_tokens: i
     click.echo(json.dumps(result, indent=2) if as_json else format_table(result))
 
 
+@cli.command("bench-moe")
+@click.option("--context", type=int, default=16, show_default=True, help="Prompt length.")
+@click.option("--new-tokens", type=int, default=32, show_default=True, help="Tokens to decode.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def bench_moe_command(context: int, new_tokens: int, as_json: bool) -> None:
+    """What mixture-of-experts routing costs: a Mixtral-shaped model against a dense Llama of the same active size."""
+    from zoo.architectures.mixtral.bench import compare_decode
+
+    if context < 1 or new_tokens < 2:
+        raise ZooError("--context must be >= 1 and --new-tokens >= 2")
+    result = compare_decode(context=context, new_tokens=new_tokens)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    for label in ("llama_active", "mixtral_grouped", "mixtral_dense"):
+        ms = result[f"{label}_decode_ms_per_token"]
+        ratio = "" if label == "llama_active" else f"  ({result[f'{label}_over_llama_active']:.2f}x the dense model)"
+        click.echo(f"{label:16} {ms:7.2f} ms/token{ratio}")
+
+
 # --------------------------------------------------------------------------- entry point
 
 

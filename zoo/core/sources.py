@@ -42,7 +42,7 @@ def resolve_source(ref: str, registry: Registry) -> ModelSource:
         return ModelSource(ref, "dir", path=path)
     if path.is_file():
         return ModelSource(ref, "file", path=path)
-    alias = registry.aliases.get(ref)
+    alias = registry.aliases.get(ref) or {a.lower(): v for a, v in registry.aliases.items()}.get(ref.lower())
     if alias is not None:
         return ModelSource(ref, "alias", repo_id=alias.repo_id, alias=alias)
     if _REPO_ID.match(ref) and not ref.startswith((".", "/")):
@@ -84,10 +84,9 @@ def _download_failure(repo_id: str, error: Exception) -> str:
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
     if name in ("RepositoryNotFoundError", "GatedRepoError"):
         return f"cannot download {repo_id!r}: the hub has no such public repository (or it is gated: log in with `hf auth login`)"
-    if offline or name in ("LocalEntryNotFoundError", "OfflineModeIsEnabled"):
-        return (
-            f"{repo_id!r} is not in the Hugging Face cache and downloads are off or unreachable "
-            f"(HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', '')!s}); connect once, or pass a local directory"
-        )
+    if offline:
+        return f"{repo_id!r} is not in the Hugging Face cache and HF_HUB_OFFLINE=1 forbids downloading it; unset it to download, or pass a local directory"
+    if name in ("LocalEntryNotFoundError", "OfflineModeIsEnabled"):
+        return f"cannot reach the Hugging Face Hub and {repo_id!r} is not in the local cache; check the network, or pass a local directory"
     first_line = str(error).strip().splitlines()[0] if str(error).strip() else name
     return f"cannot download {repo_id!r} from the Hugging Face Hub ({name}: {first_line}); check the network or pass a local directory"
