@@ -1,5 +1,7 @@
 """The core: interfaces, registry, weights, tokenizer and the generation engine.
 
-Nothing here imports MAX or torch at module import time except `layers`,
-`heads` and `engine`, which are only imported once a model is actually run.
+Only `layers`, `heads` and `moe` import MAX at module import time; they are
+imported once a model is actually built. Everything else imports MAX and
+torch inside the functions that need them, so `zoo --help` and `zoo list`
+start fast.
 """

@@ -169,7 +169,7 @@ def load_model(
     max_device = pick_device(device)
     max_dtype = pick_dtype(dtype, max_device)
     if verbose:
-        log(f"{architecture.name} from {checkpoint.source} on {describe_device(max_device)}, {str(max_dtype).split('.')[-1]}; compiling...")
+        log(f"{architecture.name} from {checkpoint.source} on {describe_device(max_device)}, {max_dtype.name}; compiling...")
     graph, seconds = compile_model(architecture, config, dict(checkpoint.tensors), max_device, max_dtype)
     if verbose:
         log(f"compiled in {seconds:.1f}s")
