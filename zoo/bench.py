@@ -283,9 +283,10 @@ class HFRunner:
     @classmethod
     def create(cls, weights: Weights, max_device: Any, max_dtype: Any) -> "HFRunner":
         import torch
-        from max.dtype import DType
 
-        torch_dtype = torch.float32 if max_dtype == DType.float32 else torch.bfloat16
+        from zoo.core.loader import torch_dtype_for
+
+        torch_dtype = torch_dtype_for(max_dtype)
         torch_device = "cuda" if not max_device.is_host and torch.cuda.is_available() else "cpu"
         model = weights.hf_model if weights.hf_model is not None else hf_model_for(weights)
         return cls(model.to(device=torch_device, dtype=torch_dtype).eval(), torch_device)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ZooError
-from .loader import LoadedModel
+from .loader import LoadedModel, torch_dtype_for
 from .sampling import Sampler, SamplingOptions
 
 _MASKED = np.float32(-1e30)
@@ -33,9 +33,8 @@ class KVCache:
 
     def __init__(self, config: Any, dtype: Any, batch: int, capacity: int) -> None:
         import torch
-        from max.dtype import DType
 
-        torch_dtype = torch.float32 if dtype == DType.float32 else torch.bfloat16
+        torch_dtype = torch_dtype_for(dtype)
         heads, dim = config.n_kv_heads, config.head_dim
         self.keys = [torch.zeros((batch, heads, dim, capacity), dtype=torch_dtype) for _ in range(config.n_layers)]
         self.values = [torch.zeros((batch, heads, capacity, dim), dtype=torch_dtype) for _ in range(config.n_layers)]

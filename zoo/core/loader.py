@@ -117,12 +117,18 @@ def pick_dtype(name: str | None, device: Any) -> Any:
     return table[name]
 
 
+def torch_dtype_for(dtype: Any) -> Any:
+    """The torch dtype holding MAX `dtype` (float32 or bfloat16) on the host."""
+    import torch
+    from max.dtype import DType
+
+    return torch.float32 if dtype == DType.float32 else torch.bfloat16
+
+
 def compile_model(
     architecture: Architecture, config: ModelConfig, tensors: dict[str, Any], device: Any, dtype: Any
 ) -> tuple[Any, float]:
     """Maps, checks and compiles; returns the compiled head and the compile time."""
-    import torch
-    from max.dtype import DType
     from max.experimental import functional as F
     from max.experimental.tensor import default_device, default_dtype
     from max.graph import DeviceRef
@@ -135,7 +141,7 @@ def compile_model(
         head = NextTokenHead(architecture.builder()(config))
     expected = {name[len("model.") :]: tuple(int(d) for d in p.shape) for name, p in head.parameters}
     check_weights(expected, mapped)
-    torch_dtype = torch.float32 if dtype == DType.float32 else torch.bfloat16
+    torch_dtype = torch_dtype_for(dtype)
     weights = {f"model.{name}": _as_dtype(t, torch_dtype) for name, t in mapped.items()}
     types = input_types(config.n_layers, config.n_kv_heads, config.head_dim, dtype, DeviceRef.from_device(device))
     started = time.perf_counter()
