@@ -45,6 +45,7 @@ class KVCache:
             torch.zeros((batch, heads, 1, dim), dtype=torch_dtype),
         ]
         self.filled = 0
+        self.capacity = capacity
 
     def past(self) -> list[Any]:
         """The whole cache, k0, v0, k1, v1, ... (one masked placeholder slot before the first write)."""
@@ -89,6 +90,27 @@ class Engine:
         greedy, logits, *new = self.model.graph(*inputs, *(self._tensor(t) for t in cache.past()))
         cache.write([self._to_host(t) for t in new])
         return self._to_host(greedy).to_numpy().reshape(-1), self._to_host(logits).to_numpy()
+
+    def extend(self, tokens: Sequence[int], cache: KVCache) -> tuple[int, np.ndarray]:
+        """Runs one sequence's next `tokens` after the `cache.filled` it already holds.
+
+        The serving path uses this: each request owns a one-row cache and
+        arrives with its prompt (possibly in chunks) and then one token at a
+        time. Returns the greedy token and the last-position logits (V,).
+        """
+        new = len(tokens)
+        start = cache.filled
+        if new == 0 or start + new > cache.capacity:
+            raise ZooError(f"cannot add {new} tokens to a cache holding {start} of {cache.capacity}")
+        past_columns = cache.capacity if start else 1
+        mask = np.full((1, 1, new, past_columns + new), _MASKED, dtype=np.float32)
+        if start:
+            mask[..., :start] = 0.0
+        mask[0, 0, :, past_columns:] = np.where(np.tril(np.ones((new, new), dtype=bool)), 0.0, _MASKED)
+        ids = np.asarray(tokens, dtype=np.int64)[None, :]
+        positions = np.arange(start, start + new, dtype=np.int64)[None, :]
+        greedy, logits = self.forward(ids, positions, mask, cache)
+        return int(greedy[0]), logits[0]
 
     def check_length(self, prompt_tokens: int) -> None:
         limit = self.config.context_length

@@ -129,13 +129,19 @@ def compile_model(
     architecture: Architecture, config: ModelConfig, tensors: dict[str, Any], device: Any, dtype: Any
 ) -> tuple[Any, float]:
     """Maps, checks and compiles; returns the compiled head and the compile time."""
+    return compile_mapped(architecture, config, architecture.mapper()(tensors, config), device, dtype)
+
+
+def compile_mapped(
+    architecture: Architecture, config: ModelConfig, mapped: dict[str, Any], device: Any, dtype: Any
+) -> tuple[Any, float]:
+    """Checks already-mapped tensors against the model and compiles the decoding head."""
     from max.experimental import functional as F
     from max.experimental.tensor import default_device, default_dtype
     from max.graph import DeviceRef
 
     from .heads import NextTokenHead, input_types
 
-    mapped = architecture.mapper()(tensors, config)
     # Built lazily on the target device: random init is never materialised.
     with F.lazy(), default_dtype(dtype), default_device(device):
         head = NextTokenHead(architecture.builder()(config))

@@ -1,0 +1,70 @@
+"""The MAX-side config of a zoo architecture: sizes MAX's (unused) paged cache.
+
+MAX's text pipeline always allocates a paged KV cache from the architecture's
+config. zoo models keep their own per-request caches instead, so the paged
+cache is declared at the smallest shape (one layer, one head): the scheduler
+still accounts tokens per request, but almost no memory goes to it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from max.pipelines.lib.interfaces.arch_config import ArchConfigWithAttentionKVCache
+
+from zoo.core.config import ModelConfig
+
+from .registry import zoo_config
+
+
+@dataclass
+class ZooArchConfig(ArchConfigWithAttentionKVCache):
+    """Config for one zoo architecture; subclassed per architecture with `zoo_architecture` set."""
+
+    DEFAULT_ENCODING: ClassVar[Any] = "float32"
+    SUPPORTED_ENCODINGS: ClassVar[set[Any]] = {"float32", "bfloat16"}
+    zoo_architecture: ClassVar[str] = ""
+
+    @property
+    def num_key_value_heads(self) -> int:
+        return 1
+
+    @property
+    def head_dim(self) -> int:
+        return 8
+
+    @property
+    def num_layers(self) -> int:
+        return 1
+
+    @classmethod
+    def model_config(cls, huggingface_config: Any) -> ModelConfig:
+        return zoo_config(cls.zoo_architecture, huggingface_config)
+
+    @classmethod
+    def calculate_max_seq_len(cls, huggingface_config: Any, model_config: Any) -> int:
+        """The user's `--max-length`, bounded by the model's context length."""
+        limit = cls.model_config(huggingface_config).context_length
+        wanted = getattr(model_config, "max_length", None)
+        if wanted and wanted > limit:
+            raise ValueError(f"--max-length {wanted} exceeds the model's context length {limit}")
+        return int(wanted or limit)
+
+    @classmethod
+    def construct_kv_params(
+        cls,
+        huggingface_config: Any,
+        pipeline_config: Any,
+        devices: list[Any],
+        kv_cache_config: Any,
+        cache_dtype: Any,
+    ) -> Any:
+        return kv_cache_config.to_params(
+            dtype=cache_dtype,
+            n_kv_heads=1,
+            head_dim=8,
+            num_layers=1,
+            devices=devices,
+            data_parallel_degree=pipeline_config.model.data_parallel_degree,
+        )
