@@ -46,6 +46,7 @@ class KVCache:
         ]
         self.filled = 0
         self.capacity = capacity
+        self.views: list[Any] | None = None  # MAX tensors sharing this memory (host only; see Engine._past)
 
     def past(self) -> list[Any]:
         """The whole cache, k0, v0, k1, v1, ... (one masked placeholder slot before the first write)."""
@@ -80,6 +81,17 @@ class Engine:
         tensor = Tensor.from_dlpack(array)
         return tensor if self.model.device.is_host else tensor.to(self.model.device)
 
+    def _past(self, cache: KVCache) -> list[Any]:
+        """The cache as graph inputs. On the host these are views of the cache's own
+        memory, made once: later in-place writes show through them."""
+        if not self.model.device.is_host:
+            return [self._tensor(t) for t in cache.past()]
+        if cache.filled == 0:
+            return [self._tensor(t) for t in cache.past()]
+        if cache.views is None:
+            cache.views = [self._tensor(t) for t in cache.past()]
+        return cache.views
+
     def _to_host(self, tensor: Any) -> Any:
         return tensor if tensor.device.is_host else tensor.to(_cpu())
 
@@ -87,7 +99,7 @@ class Engine:
         """One graph call; writes the new keys/values into `cache` and returns
         the greedy tokens (B,) and last-position logits (B, V)."""
         inputs = [self._tensor(tokens), self._tensor(positions), self._tensor(mask)]
-        greedy, logits, *new = self.model.graph(*inputs, *(self._tensor(t) for t in cache.past()))
+        greedy, logits, *new = self.model.graph(*inputs, *self._past(cache))
         cache.write([self._to_host(t) for t in new])
         return self._to_host(greedy).to_numpy().reshape(-1), self._to_host(logits).to_numpy()
 
