@@ -56,6 +56,25 @@ def test_kv_cached_decode_equals_full_recompute(gpt2_pair):
         sequence.append(int(step_tokens[0]))
 
 
+def test_extend_in_chunks_matches_transformers(gpt2_pair):
+    """The serving path: one request's prompt in chunks (chunked prefill), then one token a step."""
+    from zoo.core.engine import Engine, KVCache
+
+    hf, model = gpt2_pair
+    engine = Engine(model)
+    prompt = [464, 2068, 7586, 21831, 18045, 625, 262, 16931, 3290, 13]
+    cache = KVCache(model.config, model.dtype, 1, 24)
+    engine.extend(prompt[:4], cache)
+    token, logits = engine.extend(prompt[4:], cache)
+    sequence = list(prompt)
+    for _ in range(8):
+        np.testing.assert_allclose(logits, reference_logits(hf, sequence), atol=1e-4, rtol=0)
+        assert token == int(np.argmax(logits))
+        sequence.append(token)
+        token, logits = engine.extend([token], cache)
+    assert cache.filled == len(sequence)
+
+
 def test_batch_of_different_lengths_equals_one_at_a_time(gpt2_pair):
     _, model = gpt2_pair
     generator = TextGenerator(model)

@@ -84,9 +84,7 @@ class Engine:
     def _past(self, cache: KVCache) -> list[Any]:
         """The cache as graph inputs. On the host these are views of the cache's own
         memory, made once: later in-place writes show through them."""
-        if not self.model.device.is_host:
-            return [self._tensor(t) for t in cache.past()]
-        if cache.filled == 0:
+        if not self.model.device.is_host or cache.filled == 0:
             return [self._tensor(t) for t in cache.past()]
         if cache.views is None:
             cache.views = [self._tensor(t) for t in cache.past()]
