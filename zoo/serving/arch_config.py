@@ -17,6 +17,9 @@ from zoo.core.config import ModelConfig
 
 from .registry import zoo_config
 
+# The paged cache MAX allocates but zoo never reads, declared tiny (64 bytes a token in float32).
+PAGED_LAYERS, PAGED_KV_HEADS, PAGED_HEAD_DIM = 1, 1, 8
+
 
 @dataclass
 class ZooArchConfig(ArchConfigWithAttentionKVCache):
@@ -28,15 +31,15 @@ class ZooArchConfig(ArchConfigWithAttentionKVCache):
 
     @property
     def num_key_value_heads(self) -> int:
-        return 1
+        return PAGED_KV_HEADS
 
     @property
     def head_dim(self) -> int:
-        return 8
+        return PAGED_HEAD_DIM
 
     @property
     def num_layers(self) -> int:
-        return 1
+        return PAGED_LAYERS
 
     @classmethod
     def model_config(cls, huggingface_config: Any) -> ModelConfig:
@@ -62,9 +65,9 @@ class ZooArchConfig(ArchConfigWithAttentionKVCache):
     ) -> Any:
         return kv_cache_config.to_params(
             dtype=cache_dtype,
-            n_kv_heads=1,
-            head_dim=8,
-            num_layers=1,
+            n_kv_heads=PAGED_KV_HEADS,
+            head_dim=PAGED_HEAD_DIM,
+            num_layers=PAGED_LAYERS,
             devices=devices,
             data_parallel_degree=pipeline_config.model.data_parallel_degree,
         )
