@@ -4,10 +4,16 @@ The head wraps a `DecoderLM` and returns, for the last position only, the
 greedy next token (argmax in the graph) and the float32 logits that host-side
 sampling needs, followed by the new keys and values. One compiled graph serves
 prefill (any prompt length) and decode (one token), with symbolic
-`("batch", "seqlen")` token dims and a symbolic past length.
+`("batch", "seqlen")` token dims and a symbolic past length; on the CPU in
+float32 a second graph, fixed at one new token, serves decode steps faster
+(see `zoo.core.kernels`).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from max.dtype import DType
 from max.experimental import functional as F
@@ -16,6 +22,21 @@ from max.experimental.tensor import Tensor
 from max.graph import DeviceRef, TensorType
 
 from .layers import DecoderLM
+
+
+@dataclass
+class CompiledHead:
+    """A compiled `NextTokenHead`: `any_length` takes any number of new tokens; `one_token`,
+    when present, is the same head compiled for exactly one new token per row (decode), with
+    zoo's CPU row-dot kernel in its projections. Calls go to whichever fits."""
+
+    any_length: Callable[..., Any]
+    one_token: Callable[..., Any] | None = None
+
+    def __call__(self, tokens: Any, *rest: Any) -> Any:
+        if self.one_token is not None and int(tokens.shape[1]) == 1:
+            return self.one_token(tokens, *rest)
+        return self.any_length(tokens, *rest)
 
 
 class NextTokenHead(Module):
@@ -29,12 +50,17 @@ class NextTokenHead(Module):
         return (F.argmax(logits, axis=-1), logits, *new_cache)
 
 
-def input_types(n_layers: int, n_kv_heads: int, head_dim: int, dtype: DType, device: DeviceRef) -> list[TensorType]:
-    """Graph inputs: tokens, positions, additive mask, then past keys (transposed) and values per layer."""
+def input_types(
+    n_layers: int, n_kv_heads: int, head_dim: int, dtype: DType, device: DeviceRef, seqlen: int | str = "seqlen"
+) -> list[TensorType]:
+    """Graph inputs: tokens, positions, additive mask, then past keys (transposed) and values per layer.
+
+    `seqlen` is symbolic for the any-length graph, 1 for the one-token decode graph.
+    """
     types = [
-        TensorType(DType.int64, ("batch", "seqlen"), device=device),
-        TensorType(DType.int64, ("batch", "seqlen"), device=device),
-        TensorType(DType.float32, ("batch", 1, "seqlen", "total"), device=device),
+        TensorType(DType.int64, ("batch", seqlen), device=device),
+        TensorType(DType.int64, ("batch", seqlen), device=device),
+        TensorType(DType.float32, ("batch", 1, seqlen, "total"), device=device),
     ]
     keys = TensorType(dtype, ("batch", n_kv_heads, head_dim, "past"), device=device)
     values = TensorType(dtype, ("batch", n_kv_heads, "past", head_dim), device=device)

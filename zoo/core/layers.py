@@ -28,6 +28,16 @@ from max.experimental import functional as F
 from max.experimental.nn import Embedding, Linear, Module, ModuleList
 from max.experimental.tensor import Tensor
 
+from . import kernels
+
+
+class Projection(Linear):
+    """MAX's `Linear` (same parameters and names), whose matmul takes zoo's row-dot
+    kernel when traced for the one-token decode graph on the CPU."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return kernels.linear(x, self.weight, self.bias)
+
 
 class LearnedPositions(Module):
     """Absolute position embeddings added to the token embeddings (GPT-2)."""
@@ -89,8 +99,8 @@ class Attention(Module):
         self.n_heads = n_heads
         self.n_kv_heads = n_kv_heads
         self.head_dim = head_dim
-        self.qkv_proj = Linear(hidden_size, (n_heads + 2 * n_kv_heads) * head_dim, bias=qkv_bias)
-        self.o_proj = Linear(n_heads * head_dim, hidden_size, bias=out_bias)
+        self.qkv_proj = Projection(hidden_size, (n_heads + 2 * n_kv_heads) * head_dim, bias=qkv_bias)
+        self.o_proj = Projection(n_heads * head_dim, hidden_size, bias=out_bias)
         self.rotary = rotary
 
     def forward(
@@ -156,8 +166,8 @@ class GeluMLP(Module):
     """Two-layer GELU feed-forward (GPT-2 uses the tanh approximation)."""
 
     def __init__(self, hidden_size: int, inner_size: int, approximate: str = "tanh") -> None:
-        self.up_proj = Linear(hidden_size, inner_size, bias=True)
-        self.down_proj = Linear(inner_size, hidden_size, bias=True)
+        self.up_proj = Projection(hidden_size, inner_size, bias=True)
+        self.down_proj = Projection(inner_size, hidden_size, bias=True)
         self.approximate = approximate
 
     def forward(self, x: Tensor) -> Tensor:
@@ -169,8 +179,8 @@ class SwiGLU(Module):
 
     def __init__(self, hidden_size: int, inner_size: int, bias: bool = False) -> None:
         self.inner_size = inner_size
-        self.gate_up_proj = Linear(hidden_size, 2 * inner_size, bias=bias)
-        self.down_proj = Linear(inner_size, hidden_size, bias=bias)
+        self.gate_up_proj = Projection(hidden_size, 2 * inner_size, bias=bias)
+        self.down_proj = Projection(inner_size, hidden_size, bias=bias)
 
     def forward(self, x: Tensor) -> Tensor:
         gate, up = F.split(self.gate_up_proj(x), [self.inner_size, self.inner_size], axis=-1)
@@ -220,7 +230,7 @@ class DecoderLM(Module):
         self.final_norm = final_norm
         self.tie_embeddings = tie_embeddings
         if not tie_embeddings:
-            self.lm_head = Linear(hidden_size, vocab_size, bias=False)
+            self.lm_head = Projection(hidden_size, vocab_size, bias=False)
 
     def forward(self, tokens: Tensor, positions: Tensor, mask: Tensor, *cache: Tensor) -> tuple[Tensor, ...]:
         x = self.embed_tokens(tokens)
@@ -232,7 +242,7 @@ class DecoderLM(Module):
             new_cache += [k, v]
         last = self.final_norm(x[:, -1, :])
         if self.tie_embeddings:
-            logits = last @ self.embed_tokens.weight.T
+            logits = kernels.linear(last, self.embed_tokens.weight)
         else:
             logits = self.lm_head(last)
         return (logits.cast(DType.float32), *new_cache)

@@ -140,7 +140,8 @@ def compile_mapped(
     from max.experimental.tensor import default_device, default_dtype
     from max.graph import DeviceRef
 
-    from .heads import NextTokenHead, input_types
+    from . import kernels
+    from .heads import CompiledHead, NextTokenHead, input_types
 
     # Built lazily on the target device: random init is never materialised.
     with F.lazy(), default_dtype(dtype), default_device(device):
@@ -149,9 +150,14 @@ def compile_mapped(
     check_weights(expected, mapped)
     torch_dtype = torch_dtype_for(dtype)
     weights = {f"model.{name}": _as_dtype(t, torch_dtype) for name, t in mapped.items()}
-    types = input_types(config.n_layers, config.n_kv_heads, config.head_dim, dtype, DeviceRef.from_device(device))
+    shapes = (config.n_layers, config.n_kv_heads, config.head_dim, dtype, DeviceRef.from_device(device))
     started = time.perf_counter()
-    graph = head.compile(*types, weights=weights)
+    graph = CompiledHead(head.compile(*input_types(*shapes), weights=weights))
+    if kernels.applies(device, dtype):
+        with kernels.decode_kernels():
+            graph.one_token = head.compile(
+                *input_types(*shapes, seqlen=1), weights=weights, custom_extensions=[kernels.PACKAGE]
+            )
     return graph, time.perf_counter() - started
 
 

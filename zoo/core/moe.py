@@ -46,10 +46,10 @@ from __future__ import annotations
 
 from max.dtype import DType
 from max.experimental import functional as F
-from max.experimental.nn import Linear, Module, ModuleList
+from max.experimental.nn import Module, ModuleList
 from max.experimental.tensor import Tensor
 
-from .layers import SwiGLU
+from .layers import Projection, SwiGLU
 
 
 class SparseMoE(Module):
@@ -76,7 +76,7 @@ class SparseMoE(Module):
         self.top_k = top_k
         self.name = name
         self.grouped = grouped
-        self.router = Linear(hidden_size, n_experts, bias=False)
+        self.router = Projection(hidden_size, n_experts, bias=False)
         self.experts = ModuleList([SwiGLU(hidden_size, inner_size) for _ in range(n_experts)])
 
     def route(self, x: Tensor) -> tuple[Tensor, Tensor]:

@@ -1,0 +1,1 @@
+# zoo's CPU decode kernels, loaded into MAX graphs as custom ops.
