@@ -56,6 +56,12 @@ def test_kv_cached_decode_equals_full_recompute(gpt2_pair):
         sequence.append(int(step_tokens[0]))
 
 
+def test_cpu_float32_models_decode_through_the_one_token_graph(gpt2_pair):
+    """So every parity test here checks zoo's decode kernel, not only MAX's matmul."""
+    _, model = gpt2_pair
+    assert model.graph.one_token is not None
+
+
 def test_extend_in_chunks_matches_transformers(gpt2_pair):
     """The serving path: one request's prompt in chunks (chunked prefill), then one token a step."""
     from zoo.core.engine import Engine, KVCache
