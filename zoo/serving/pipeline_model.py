@@ -20,7 +20,7 @@ from max.driver import Buffer
 from max.pipelines.lib.interfaces.pipeline_model import ModelInputs, ModelOutputs, PipelineModelWithKVCache
 
 from zoo.core.engine import Engine, KVCache
-from zoo.core.loader import LoadedModel, compile_mapped, log
+from zoo.core.loader import LoadedModel, compile_mapped, describe_device, log
 
 from .arch_config import ZooArchConfig
 from .registry import zoo_architecture, zoo_config
@@ -52,7 +52,7 @@ class ZooPipelineModel(PipelineModelWithKVCache[Any, Any, Any]):
         config = zoo_config(self.architecture_name, self.huggingface_config)
         mapped = self._load_state_dict()  # MAX's loader + the zoo mapper as weight adapter
         device, dtype = self.devices[0], self.dtype
-        log(f"{architecture.name} for max serve on {'cpu' if device.is_host else f'gpu:{device.id}'}, {dtype.name}; compiling...")
+        log(f"{architecture.name} for max serve on {describe_device(device)}, {dtype.name}; compiling...")
         graph, seconds = compile_mapped(architecture, config, mapped, device, dtype)
         log(f"compiled in {seconds:.1f}s")
         name = str(self.pipeline_config.model.model_path)
