@@ -1,6 +1,9 @@
-"""zoo's Mojo row-dot kernel (the one-token decode graph's matmul) against numpy."""
+"""zoo's Mojo decode kernels (row-dot matmul, one-token attention) against numpy."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -8,20 +11,42 @@ import pytest
 from zoo.core import kernels
 
 
-def rowdot(x: np.ndarray, w: np.ndarray) -> np.ndarray:
-    from max.driver import CPU, Buffer
+_MODELS: dict[str, Any] = {}
+
+
+def run_op(name: str, arrays: list[np.ndarray], dims: list[tuple[str, ...]], out_dims: Callable[[list[Any]], tuple[Any, ...]]) -> np.ndarray:
+    """Runs custom op `name` on float32 `arrays` in a graph with symbolic `dims`, compiled
+    once per op for every shape; `out_dims` gives the output shape from the inputs' dims."""
+    from max.driver import Buffer
+
+    if name not in _MODELS:
+        _MODELS[name] = _compile(name, dims, out_dims)
+    buffers = [Buffer.from_numpy(np.ascontiguousarray(a, dtype=np.float32)) for a in arrays]
+    return _MODELS[name].execute(*buffers)[0].to_numpy()
+
+
+def _compile(name: str, dims: list[tuple[str, ...]], out_dims: Callable[[list[Any]], tuple[Any, ...]]) -> Any:
+    from max.driver import CPU
     from max.dtype import DType
     from max.engine import InferenceSession
     from max.graph import DeviceRef, Graph, TensorType, ops
 
     cpu = DeviceRef.CPU()
-    inputs = [TensorType(DType.float32, ("rows", "k"), cpu), TensorType(DType.float32, ("n", "k"), cpu)]
-    with Graph("rowdot", input_types=inputs, custom_extensions=[kernels.PACKAGE]) as graph:
-        x_in, w_in = graph.inputs
-        out = TensorType(DType.float32, (x_in.tensor.shape[0], w_in.tensor.shape[0]), cpu)
-        graph.output(ops.custom("zoo_rowdot", device=cpu, values=[x_in, w_in], out_types=[out])[0])
-    model = InferenceSession(devices=[CPU()]).load(graph)
-    return model.execute(Buffer.from_numpy(x), Buffer.from_numpy(w))[0].to_numpy()
+    inputs = [TensorType(DType.float32, shape, cpu) for shape in dims]
+    with Graph(name, input_types=inputs, custom_extensions=[kernels.PACKAGE]) as graph:
+        values = list(graph.inputs)
+        out = TensorType(DType.float32, out_dims([v.tensor.shape for v in values]), cpu)
+        graph.output(ops.custom(name, device=cpu, values=values, out_types=[out])[0])
+    return InferenceSession(devices=[CPU()]).load(graph)
+
+
+def rowdot(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    return run_op("zoo_rowdot", [x, w], [("rows", "k"), ("n", "k")], lambda d: (d[0][0], d[1][0]))
+
+
+def rowdot_bias(x: np.ndarray, w: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    dims = [("rows", "k"), ("n", "k"), (1, "n")]
+    return run_op("zoo_rowdot_bias", [x, w, bias[None, :]], dims, lambda d: (d[0][0], d[1][0]))
 
 
 @pytest.mark.parametrize("rows, k, n", [(1, 768, 50257), (3, 100, 7), (2, 16, 4), (1, 5, 1)])
@@ -31,6 +56,70 @@ def test_rowdot_equals_numpy(rows, k, n):
     x = rng.standard_normal((rows, k)).astype(np.float32)
     w = rng.standard_normal((n, k)).astype(np.float32)
     np.testing.assert_allclose(rowdot(x, w), x.astype(np.float64) @ w.T.astype(np.float64), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("rows, k, n", [(1, 768, 2304), (2, 37, 9)])
+def test_rowdot_adds_the_bias(rows, k, n):
+    rng = np.random.default_rng(rows + k + n)
+    x = rng.standard_normal((rows, k)).astype(np.float32)
+    w = rng.standard_normal((n, k)).astype(np.float32)
+    bias = rng.standard_normal(n).astype(np.float32)
+    expected = x.astype(np.float64) @ w.T.astype(np.float64) + bias
+    np.testing.assert_allclose(rowdot_bias(x, w, bias), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_rowdot_applies_gpt2_gelu():
+    """The fused up-projection: tanh-approximated GELU of x @ w.T + bias."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((2, 50)).astype(np.float32)
+    w = rng.standard_normal((19, 50)).astype(np.float32) * 0.3
+    bias = rng.standard_normal(19).astype(np.float32)
+    dims = [("rows", "k"), ("n", "k"), (1, "n")]
+    got = run_op("zoo_rowdot_bias_gelu_tanh", [x, w, bias[None, :]], dims, lambda d: (d[0][0], d[1][0]))
+    y = x.astype(np.float64) @ w.T.astype(np.float64) + bias
+    expected = 0.5 * y * (1 + np.tanh(np.sqrt(2 / np.pi) * (y + 0.044715 * y**3)))
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def decode_attention(q, past_k, past_v, new_k, new_v, mask) -> np.ndarray:
+    dims = [("b", "h", "d"), ("b", "kvh", "d", "p"), ("b", "kvh", "p", "d"), ("b", "kvh", "d"), ("b", "kvh", "d"), ("b", "t")]
+    return run_op("zoo_decode_attention", [q, past_k, past_v, new_k, new_v, mask], dims, lambda d: tuple(d[0]))
+
+
+def reference_attention(q, past_k, past_v, new_k, new_v, mask) -> np.ndarray:
+    """softmax(q . [past keys, new key] / sqrt(D) + mask) @ [past values, new value], per head, in float64."""
+    batch, heads, _ = q.shape
+    group = heads // past_k.shape[1]
+    out = np.zeros(q.shape)
+    for b in range(batch):
+        for h in range(heads):
+            kv = h // group
+            keys = np.concatenate([past_k[b, kv].T, new_k[b, kv][None]], axis=0).astype(np.float64)
+            values = np.concatenate([past_v[b, kv], new_v[b, kv][None]], axis=0).astype(np.float64)
+            scores = keys @ q[b, h] / np.sqrt(q.shape[2]) + mask[b]
+            weights = np.exp(scores - scores.max())
+            out[b, h] = weights @ values / weights.sum()
+    return out
+
+
+@pytest.mark.parametrize(
+    "batch, heads, kv_heads, dim, past",
+    [(1, 12, 12, 64, 80), (2, 8, 2, 16, 37), (1, 4, 1, 8, 1), (2, 2, 2, 5, 16)],
+)
+def test_decode_attention_equals_numpy(batch, heads, kv_heads, dim, past):
+    """MHA/GQA/MQA, cache lengths with and without a 16-slot tail, masked (unwritten or padded) slots."""
+    rng = np.random.default_rng(batch * 100 + heads + past)
+    q = rng.standard_normal((batch, heads, dim)).astype(np.float32)
+    past_k = rng.standard_normal((batch, kv_heads, dim, past)).astype(np.float32)
+    past_v = rng.standard_normal((batch, kv_heads, past, dim)).astype(np.float32)
+    new_k = rng.standard_normal((batch, kv_heads, dim)).astype(np.float32)
+    new_v = rng.standard_normal((batch, kv_heads, dim)).astype(np.float32)
+    mask = np.zeros((batch, past + 1), dtype=np.float32)
+    mask[0, past // 2 : past] = -1e30  # unwritten slots
+    if batch > 1:
+        mask[1, : past // 3] = -1e30  # left padding
+    expected = reference_attention(q, past_k, past_v, new_k, new_v, mask)
+    np.testing.assert_allclose(decode_attention(q, past_k, past_v, new_k, new_v, mask), expected, rtol=1e-4, atol=1e-5)
 
 
 def test_kernel_applies_to_cpu_float32_only(monkeypatch):

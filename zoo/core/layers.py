@@ -36,7 +36,7 @@ class Projection(Linear):
     kernel when traced for the one-token decode graph on the CPU."""
 
     def forward(self, x: Tensor) -> Tensor:
-        return kernels.linear(x, self.weight, self.bias)
+        return kernels.linear(x, self.weight, self.bias if isinstance(self.bias, Tensor) else None)
 
 
 class LearnedPositions(Module):
@@ -125,6 +125,12 @@ class Attention(Module):
         if self.rotary is not None:
             q = self.rotary(q, positions)
             k = self.rotary(k, positions)
+        if seqlen == 1:
+            # The decode graph: moving a length-1 axis is a reshape, not a copy.
+            new_k = k.reshape((batch, kv_heads, head_dim, 1))
+            new_v = v.reshape((batch, kv_heads, 1, head_dim))
+            out = grouped_attention(q.reshape((batch, heads, 1, head_dim)), past_k, past_v, new_k, new_v, mask, kv_heads)
+            return self.o_proj(out.reshape((batch, 1, heads * head_dim))), new_k, new_v
         new_k = F.permute(k, [0, 2, 3, 1])  # (B, Hkv, D, S)
         new_v = v.transpose(1, 2)  # (B, Hkv, S, D)
         out = grouped_attention(q.transpose(1, 2), past_k, past_v, new_k, new_v, mask, kv_heads)
@@ -141,16 +147,20 @@ def grouped_attention(
     (B, Hkv, D, S); values past_v (B, Hkv, P, D) and new_v (B, Hkv, S, D);
     mask: additive (B, 1, S, P + S). Each kv head serves a group of q heads
     (GQA/MQA). The cache is only read, never copied: the two score blocks are
-    joined (they are small), softmaxed in float32, and split again.
+    joined (they are small), softmaxed in float32, and split again. The CPU
+    decode graph does all of this in one kernel instead (`kernels.decode_attention`).
     Returns (B, H, S, D).
     """
     batch, heads, seqlen, head_dim = q.shape
+    scale = 1.0 / math.sqrt(int(head_dim))
+    fused = kernels.decode_attention(q, past_k, past_v, new_k, new_v, mask, scale)
+    if fused is not None:
+        return fused
     past = past_k.shape[3]
     total = past + seqlen
     group = int(heads) // kv_heads
     # Batched matmul is limited to rank 4: fold each kv head's query group into the rows.
     q = q.reshape((batch, kv_heads, group * seqlen, head_dim))
-    scale = 1.0 / math.sqrt(int(head_dim))
     scores = F.concat([q @ past_k, q @ new_k], axis=-1).cast(DType.float32) * scale
     mask = F.rebind(mask, [batch, 1, seqlen, total]).reshape((batch, 1, 1, seqlen, total))
     scores = scores.reshape((batch, kv_heads, group, seqlen, total)) + mask
@@ -171,7 +181,11 @@ class GeluMLP(Module):
         self.approximate = approximate
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.down_proj(F.gelu(self.up_proj(x), approximate=self.approximate))
+        if self.approximate == "tanh":  # one fused step in the CPU decode graph
+            up = kernels.linear(x, self.up_proj.weight, self.up_proj.bias, activation="gelu_tanh")
+        else:
+            up = F.gelu(self.up_proj(x), approximate=self.approximate)
+        return self.down_proj(up)
 
 
 class SwiGLU(Module):

@@ -1,16 +1,18 @@
-"""A hand-written CPU kernel for the decode step, as a MAX custom op (Mojo).
+"""Hand-written CPU kernels for the decode step, as MAX custom ops (Mojo, in `mojo/`).
 
 Decoding reads every weight once per token for a single row of activations,
 and MAX's CPU matmul reads weights at about 18 GB/s on this kind of machine
-for one row (torch: 35-50). `zoo_rowdot` (Mojo, in `rowdot/`) computes
-`x @ w.T` for a few rows of x by streaming w's rows once, spread over the
-cores. Only the one-token decode graph uses it: `decode_kernels()` is active
-while that graph is traced. Prefill keeps MAX's matmul, which is far better
-for many rows, and so do non-float32 weights and accelerators.
+for one row. `zoo_rowdot` computes `x @ w.T (+ bias, + GELU)` for a few rows
+of x by streaming w's rows once, spread over the cores; `zoo_decode_attention`
+does one new token's attention over its cache in a single op. Only the
+one-token decode graph uses them: `decode_kernels()` is active while that
+graph is traced. Prefill keeps MAX's matmul, which is far better for many
+rows, and so do non-float32 weights and accelerators.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,7 +20,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
-PACKAGE = Path(__file__).parent / "rowdot"
+PACKAGE = Path(__file__).parent / "mojo"
 SWITCH = "ZOO_DECODE_KERNEL"  # set to 0 to decode with MAX's matmul (one graph per model)
 _ACTIVE: ContextVar[bool] = ContextVar("zoo_decode_kernels", default=False)
 
@@ -40,16 +42,23 @@ def applies(device: Any, dtype: Any) -> bool:
     return device.is_host and dtype == DType.float32 and os.environ.get(SWITCH, "1") != "0"
 
 
-def linear(x: Any, weight: Any, bias: Any = 0) -> Any:
-    """`x @ weight.T + bias`, through the row-dot kernel inside `decode_kernels()` on the CPU."""
+def _on(x: Any) -> bool:
+    """Whether `x` is traced into a decode graph that takes these kernels."""
     from max.dtype import DType
 
-    if not (_ACTIVE.get() and x.device.is_host and x.dtype == DType.float32 == weight.dtype):
-        return x @ weight.T + bias
-    return _rowdot(x, weight) + bias
+    return _ACTIVE.get() and x.device.is_host and x.dtype == DType.float32
 
 
-def _rowdot(x: Any, weight: Any) -> Any:
+def linear(x: Any, weight: Any, bias: Any = None, activation: str | None = None) -> Any:
+    """`activation(x @ weight.T + bias)`, through the row-dot kernel inside `decode_kernels()`
+    on the CPU. `activation` is None or "gelu_tanh" (the kernel applies it as it stores)."""
+    if activation not in (None, "gelu_tanh"):
+        raise ValueError(f"unsupported activation {activation!r}")
+    if not (_on(x) and weight.dtype == x.dtype and (activation is None or bias is not None)):
+        from max.experimental import functional as F
+
+        y = x @ weight.T if bias is None else x @ weight.T + bias
+        return y if activation is None else F.gelu(y, approximate="tanh")
     from max.dtype import DType
     from max.experimental import functional as F
     from max.graph import DeviceRef, TensorType
@@ -58,7 +67,39 @@ def _rowdot(x: Any, weight: Any) -> Any:
     rows = lead[0]
     for dim in lead[1:]:
         rows = rows * dim
-    flat = x.reshape((rows, k))
+    inputs = [x.reshape((rows, k)), weight]
+    if bias is not None:
+        inputs.append(bias.reshape((1, weight.shape[0])))
     out_type = TensorType(DType.float32, (rows, weight.shape[0]), device=DeviceRef.from_device(x.device))
-    (y,) = F.custom("zoo_rowdot", x.device, [flat, weight], [out_type])
+    name = "zoo_rowdot" if bias is None else "zoo_rowdot_bias" if activation is None else "zoo_rowdot_bias_gelu_tanh"
+    (y,) = F.custom(name, x.device, inputs, [out_type])
     return y.reshape((*lead, weight.shape[0]))
+
+
+def decode_attention(q: Any, past_k: Any, past_v: Any, new_k: Any, new_v: Any, mask: Any, scale: float) -> Any | None:
+    """One new token's attention over its cache through `zoo_decode_attention`, or None
+    where the kernel does not apply (prefill, other dtypes, accelerators).
+
+    Shapes as in `layers.grouped_attention`: q (B, H, 1, D); keys transposed,
+    past_k (B, Hkv, D, P) and new_k (B, Hkv, D, 1); values past_v (B, Hkv, P, D)
+    and new_v (B, Hkv, 1, D); mask (B, 1, 1, P + 1). Returns (B, H, 1, D).
+    """
+    if not (_on(q) and q.shape[2] == 1 and past_k.dtype == q.dtype and scale == 1 / math.sqrt(int(q.shape[3]))):
+        return None
+    from max.dtype import DType
+    from max.experimental import functional as F
+    from max.graph import DeviceRef, TensorType
+
+    batch, heads, _, dim = q.shape
+    kv_heads = past_k.shape[1]
+    inputs = [
+        q.reshape((batch, heads, dim)),
+        past_k,
+        past_v,
+        new_k.reshape((batch, kv_heads, dim)),
+        new_v.reshape((batch, kv_heads, dim)),
+        mask.reshape((batch, mask.shape[-1])),
+    ]
+    out_type = TensorType(DType.float32, (batch, heads, dim), device=DeviceRef.from_device(q.device))
+    (out,) = F.custom("zoo_decode_attention", q.device, inputs, [out_type])
+    return out.reshape((batch, heads, 1, dim))
