@@ -50,7 +50,7 @@ class KVCache:
         if torch_dtype == torch.float32:
             self._numpy_keys = [t.numpy() for t in self.keys]
             self._numpy_values = [t.numpy() for t in self.values]
-        self.views: list[Any] | None = None  # MAX tensors sharing this memory (host only; see Engine._past)
+        self.views: list[Any] | None = None  # MAX buffers sharing this memory (host only; see Engine._past)
 
     def past(self) -> list[Any]:
         """The whole cache, k0, v0, k1, v1, ... (one masked placeholder slot before the first write)."""
@@ -81,31 +81,32 @@ class Engine:
         self.model = model
         self.config = model.config
 
-    def _tensor(self, array: Any) -> Any:
-        from max.experimental.tensor import Tensor
+    def _buffer(self, array: Any) -> Any:
+        """A driver buffer on the model's device; on the host it shares the array's memory."""
+        from max.driver import Buffer
 
         if isinstance(array, np.ndarray):
             array = np.ascontiguousarray(array)
-        tensor = Tensor.from_dlpack(array)
-        return tensor if self.model.device.is_host else tensor.to(self.model.device)
+        buffer = Buffer.from_dlpack(array)
+        return buffer if self.model.device.is_host else buffer.to(self.model.device)
 
     def _past(self, cache: KVCache) -> list[Any]:
         """The cache as graph inputs. On the host these are views of the cache's own
         memory, made once: later in-place writes show through them."""
         if not self.model.device.is_host or cache.filled == 0:
-            return [self._tensor(t) for t in cache.past()]
+            return [self._buffer(t) for t in cache.past()]
         if cache.views is None:
-            cache.views = [self._tensor(t) for t in cache.past()]
+            cache.views = [self._buffer(t) for t in cache.past()]
         return cache.views
 
-    def _to_host(self, tensor: Any) -> Any:
-        return tensor if tensor.device.is_host else tensor.to(_cpu())
+    def _to_host(self, buffer: Any) -> Any:
+        return buffer if buffer.device.is_host else buffer.to(_cpu())
 
     def forward(self, tokens: np.ndarray, positions: np.ndarray, mask: np.ndarray, cache: KVCache) -> tuple[np.ndarray, np.ndarray]:
         """One graph call; writes the new keys/values into `cache` and returns
         the greedy tokens (B,) and last-position logits (B, V)."""
-        inputs = [self._tensor(tokens), self._tensor(positions), self._tensor(mask)]
-        greedy, logits, *new = self.model.graph(*inputs, *self._past(cache))
+        inputs = [self._buffer(tokens), self._buffer(positions), self._buffer(mask)]
+        greedy, logits, *new = self.model.graph.run(*inputs, *self._past(cache))
         cache.write([self._to_host(t) for t in new])
         return self._to_host(greedy).to_numpy().reshape(-1), self._to_host(logits).to_numpy()
 
