@@ -46,10 +46,11 @@ class KVCache:
         ]
         self.filled = 0
         self.capacity = capacity
-        self._torch = torch
+        # float32 caches are also seen as numpy arrays (same memory): a decode step makes
+        # 2 x layers tiny copies, and numpy's per-call cost is a fraction of torch's.
+        self._numpy = None
         if torch_dtype == torch.float32:
-            self._numpy_keys = [t.numpy() for t in self.keys]
-            self._numpy_values = [t.numpy() for t in self.values]
+            self._numpy = ([t.numpy() for t in self.keys], [t.numpy() for t in self.values])
         self.views: list[Any] | None = None  # MAX buffers sharing this memory (host only; see Engine._past)
 
     def past(self) -> list[Any]:
@@ -60,13 +61,13 @@ class KVCache:
 
     def write(self, new: Sequence[Any]) -> None:
         """Stores the graph's new k0, v0, k1, v1, ... after the filled slots."""
+        import torch
+
         start = self.filled
-        if self.keys[0].dtype == self._torch.float32:
-            # numpy views of the same memory: a decode step makes 2 x layers tiny
-            # copies, and numpy's per-call cost is a fraction of torch's.
-            convert, keys, values = np.from_dlpack, self._numpy_keys, self._numpy_values
+        if self._numpy is not None:
+            convert, (keys, values) = np.from_dlpack, self._numpy
         else:
-            convert, keys, values = self._torch.from_dlpack, self.keys, self.values
+            convert, keys, values = torch.from_dlpack, self.keys, self.values
         for layer, (k, v) in enumerate(zip(new[0::2], new[1::2])):
             k, v = convert(k), convert(v)
             keys[layer][..., start : start + k.shape[-1]] = k
