@@ -61,12 +61,12 @@ class KVCache:
 
     def write(self, new: Sequence[Any]) -> None:
         """Stores the graph's new k0, v0, k1, v1, ... after the filled slots."""
-        import torch
-
         start = self.filled
         if self._numpy is not None:
             convert, (keys, values) = np.from_dlpack, self._numpy
         else:
+            import torch
+
             convert, keys, values = torch.from_dlpack, self.keys, self.values
         for layer, (k, v) in enumerate(zip(new[0::2], new[1::2])):
             k, v = convert(k), convert(v)

@@ -52,16 +52,15 @@ def _on(x: Any) -> bool:
 def linear(x: Any, weight: Any, bias: Any = None, activation: str | None = None) -> Any:
     """`activation(x @ weight.T + bias)`, through the row-dot kernel inside `decode_kernels()`
     on the CPU. `activation` is None or "gelu_tanh" (the kernel applies it as it stores)."""
-    if activation not in (None, "gelu_tanh"):
-        raise ValueError(f"unsupported activation {activation!r}")
-    if not (_on(x) and weight.dtype == x.dtype and (activation is None or bias is not None)):
-        from max.experimental import functional as F
-
-        y = x @ weight.T if bias is None else x @ weight.T + bias
-        return y if activation is None else F.gelu(y, approximate="tanh")
     from max.dtype import DType
     from max.experimental import functional as F
     from max.graph import DeviceRef, TensorType
+
+    if activation not in (None, "gelu_tanh"):
+        raise ValueError(f"unsupported activation {activation!r}")
+    if not (_on(x) and weight.dtype == x.dtype and (activation is None or bias is not None)):
+        y = x @ weight.T if bias is None else x @ weight.T + bias
+        return y if activation is None else F.gelu(y, approximate="tanh")
 
     lead, k = list(x.shape[:-1]), x.shape[-1]
     rows = lead[0]

@@ -1,4 +1,4 @@
-"""`zoo_rowdot`: y = x @ w.T (+ bias) for a few rows of x, streaming w once.
+"""`zoo_rowdot`: y = x @ w.T (+ bias, + GELU) for a few rows of x, streaming w once.
 
 A decode step multiplies one row per sequence by every weight matrix, so its
 cost is reading the weights from memory. The weight rows are cut into blocks
