@@ -60,19 +60,19 @@ class KVCache:
         return [t for pair in zip(self.keys, self.values) for t in pair]
 
     def write(self, new: Sequence[Any]) -> None:
-        """Stores the graph's new k0, v0, k1, v1, ... after the filled slots."""
+        """Stores the graph's new k0, v0, k1, v1, ..., each (B, S, Hkv, D), after the filled slots."""
         start = self.filled
+        end = start + int(new[0].shape[1])
         if self._numpy is not None:
-            convert, (keys, values) = np.from_dlpack, self._numpy
+            convert, permute, (keys, values) = np.from_dlpack, np.transpose, self._numpy
         else:
             import torch
 
-            convert, keys, values = torch.from_dlpack, self.keys, self.values
+            convert, permute, keys, values = torch.from_dlpack, torch.permute, self.keys, self.values
         for layer, (k, v) in enumerate(zip(new[0::2], new[1::2])):
-            k, v = convert(k), convert(v)
-            keys[layer][..., start : start + k.shape[-1]] = k
-            values[layer][:, :, start : start + v.shape[2]] = v
-        self.filled += int(new[0].shape[-1])
+            keys[layer][..., start:end] = permute(convert(k), (0, 2, 3, 1))
+            values[layer][:, :, start:end] = permute(convert(v), (0, 2, 1, 3))
+        self.filled = end
 
 
 class Engine:

@@ -110,7 +110,10 @@ class Attention(Module):
 
         Cache layout: keys transposed, (batch, kv_heads, head_dim, past), so
         scores need no transpose of the whole cache; values (batch, kv_heads,
-        past, head_dim). The new keys/values come back in the same layouts.
+        past, head_dim). The new keys and values come back in the layout they
+        are computed in, (batch, seqlen, kv_heads, head_dim), and the engine
+        moves the axes as it stores them (returned transposed, they broke
+        decoding after multi-token prompts on a GPU; see README, On a GPU).
         """
         batch, seqlen = x.shape[0], x.shape[1]
         heads, kv_heads, head_dim = self.n_heads, self.n_kv_heads, self.head_dim
@@ -130,12 +133,12 @@ class Attention(Module):
             new_k = k.reshape((batch, kv_heads, head_dim, 1))
             new_v = v.reshape((batch, kv_heads, 1, head_dim))
             out = grouped_attention(q.reshape((batch, heads, 1, head_dim)), past_k, past_v, new_k, new_v, mask, kv_heads)
-            return self.o_proj(out.reshape((batch, 1, heads * head_dim))), new_k, new_v
+            return self.o_proj(out.reshape((batch, 1, heads * head_dim))), k, v
         new_k = F.permute(k, [0, 2, 3, 1])  # (B, Hkv, D, S)
         new_v = v.transpose(1, 2)  # (B, Hkv, S, D)
         out = grouped_attention(q.transpose(1, 2), past_k, past_v, new_k, new_v, mask, kv_heads)
         out = out.transpose(1, 2).reshape((batch, seqlen, heads * head_dim))
-        return self.o_proj(out), new_k, new_v
+        return self.o_proj(out), k, v
 
 
 def grouped_attention(

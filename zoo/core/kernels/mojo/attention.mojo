@@ -2,9 +2,17 @@
 
 The decode step's attention is small but, written as graph ops, it is a
 dozen of them per layer (score matmuls, concatenation, mask, softmax, value
-matmuls). This kernel does it in one pass per (row, head) with an online
-softmax: the new token's own key and value seed the running maximum, sum
-and output, then the cached slots are folded in sixteen at a time.
+matmuls). This kernel does it per (row, head) in three short passes that each read
+memory front to back, so the cache streams at the memory's pace:
+
+1. scores: the head's keys are stored transposed, one row of P slots per
+   dimension, and the rows follow each other; each row adds q[d] times
+   itself to a scratch row of P scores (which stays in L1);
+2. softmax over the scores, the mask and the new token's own score;
+3. values: one (P, D) block, row after row, summed with the weights.
+
+Cached slots at the end of the cache whose mask is below `SKIP_BELOW` (the
+engine's unwritten slots) are not read: their weight is exactly zero.
 """
 
 import extensibility
@@ -13,6 +21,7 @@ from max.algorithm import sync_parallelize
 from std.math import exp, sqrt
 
 comptime WIDTH = 16  # float32 lanes
+comptime SKIP_BELOW: Float32 = -1e20  # exp(mask + score - max) is exactly 0 below this
 
 
 @extensibility.register("zoo_decode_attention")
@@ -59,56 +68,91 @@ struct DecodeAttention:
             var keys = kp + kv * dim * past
             var values = vp + kv * past * dim
             var row_mask = mp + b * (past + 1)
-            # Seed with the new token: its weight is exp(0) = 1.
             var new_key = nkp + kv * dim
             var new_value = nvp + kv * dim
+            var live = past
+            while live > 0 and row_mask.load(live - 1) < SKIP_BELOW:
+                live -= 1
+            var vector_end = live - live % WIDTH
+            var scores = alloc[Float32](live + 1)
+
+            # 1. Scores: every key row streams once into the scratch row.
+            for p in range(live):
+                scores.store(p, 0)
+            for d in range(dim):
+                var qd = qrow.load(d) * scale
+                var key_row = keys + d * past
+                var p = 0
+                while p < vector_end:
+                    scores.store(p, scores.load[width=WIDTH](p) + qd * key_row.load[width=WIDTH](p))
+                    p += WIDTH
+                while p < live:
+                    scores.store(p, scores.load(p) + qd * key_row.load(p))
+                    p += 1
+
+            # 2. Softmax, the new token last.
             var s_new: Float32 = 0
             for d in range(dim):
                 s_new += qrow.load(d) * new_key.load(d)
-            var running_max = s_new * scale + row_mask.load(past)
-            var total: Float32 = 1
-            for d in range(dim):
-                out.store(d, new_value.load(d))
+            s_new = s_new * scale + row_mask.load(past)
+            var top = s_new
             var p = 0
-            while p + WIDTH <= past:
-                var s = SIMD[DType.float32, WIDTH](0)
-                for d in range(dim):
-                    s += qrow.load(d) * keys.load[width=WIDTH](d * past + p)
-                s = s * scale + row_mask.load[width=WIDTH](p)
-                var block_max = max(s.reduce_max(), running_max)
-                var rescale = exp(running_max - block_max)
-                var w = exp(s - block_max)
-                total = total * rescale + w.reduce_add()
-                running_max = block_max
-                for d in range(dim):
-                    out.store(d, out.load(d) * rescale)
-                for i in range(WIDTH):
-                    var weight = w[i]
-                    var vrow = values + (p + i) * dim
-                    var d = 0
-                    while d + WIDTH <= dim:
-                        out.store(d, out.load[width=WIDTH](d) + weight * vrow.load[width=WIDTH](d))
-                        d += WIDTH
-                    while d < dim:
-                        out.store(d, out.load(d) + weight * vrow.load(d))
-                        d += 1
+            while p < vector_end:
+                var s = scores.load[width=WIDTH](p) + row_mask.load[width=WIDTH](p)
+                scores.store(p, s)
+                top = max(top, s.reduce_max())
                 p += WIDTH
-            while p < past:
-                var s: Float32 = 0
-                for d in range(dim):
-                    s += qrow.load(d) * keys.load(d * past + p)
-                s = s * scale + row_mask.load(p)
-                var new_max = max(s, running_max)
-                var rescale = exp(running_max - new_max)
-                var weight = exp(s - new_max)
-                total = total * rescale + weight
-                running_max = new_max
+            while p < live:
+                var s = scores.load(p) + row_mask.load(p)
+                scores.store(p, s)
+                top = max(top, s)
+                p += 1
+            var w_new = exp(s_new - top)
+            var total = w_new
+            p = 0
+            while p < vector_end:
+                var w = exp(scores.load[width=WIDTH](p) - top)
+                scores.store(p, w)
+                total += w.reduce_add()
+                p += WIDTH
+            while p < live:
+                var w = exp(scores.load(p) - top)
+                scores.store(p, w)
+                total += w
+                p += 1
+
+            # 3. Values: the (live, D) block row after row, four rows per pass over out.
+            for d in range(dim):
+                out.store(d, w_new * new_value.load(d))
+            var dim_end = dim - dim % WIDTH
+            p = 0
+            while p + 4 <= live:
+                var w0 = scores.load(p)
+                var w1 = scores.load(p + 1)
+                var w2 = scores.load(p + 2)
+                var w3 = scores.load(p + 3)
+                var v0 = values + p * dim
+                var v1 = v0 + dim
+                var v2 = v1 + dim
+                var v3 = v2 + dim
+                var d = 0
+                while d < dim_end:
+                    var acc = out.load[width=WIDTH](d) + w0 * v0.load[width=WIDTH](d) + w1 * v1.load[width=WIDTH](d)
+                    out.store(d, acc + w2 * v2.load[width=WIDTH](d) + w3 * v3.load[width=WIDTH](d))
+                    d += WIDTH
+                while d < dim:
+                    out.store(d, out.load(d) + w0 * v0.load(d) + w1 * v1.load(d) + w2 * v2.load(d) + w3 * v3.load(d))
+                    d += 1
+                p += 4
+            while p < live:
+                var w = scores.load(p)
                 var vrow = values + p * dim
                 for d in range(dim):
-                    out.store(d, out.load(d) * rescale + weight * vrow.load(d))
+                    out.store(d, out.load(d) + w * vrow.load(d))
                 p += 1
             var inverse = 1 / total
             for d in range(dim):
                 out.store(d, out.load(d) * inverse)
+            scores.free()
 
         sync_parallelize(work, tasks)
