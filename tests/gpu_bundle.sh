@@ -15,10 +15,10 @@
 # compiled form is copied from this machine) and the multi-GPU (NVSHMEM, NIXL) libraries.
 set -euo pipefail
 out=${1:?usage: gpu_bundle.sh OUTDIR [PART_MB]}
-part_mb=${2:-56}
+part_mb=${2:-60}
 version=$(python3 -c "import importlib.metadata as m; print(m.version('max'))")
 mojo_version=$(python3 -c "import importlib.metadata as m; print(m.version('mojo-compiler'))")
-site_packages=$(python3 -c "import max, pathlib; print(pathlib.Path(max.__file__).parents[1])")
+site_packages=$(python3 -c "import max.driver, pathlib; print(pathlib.Path(max.driver.__file__).parents[2])")
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
