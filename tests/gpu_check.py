@@ -34,6 +34,7 @@ from reference import cached_decode, reference_greedy, reference_logits  # noqa:
 
 DEVICE = "gpu"  # --device cpu runs the same checks here, to try the script
 TOLERANCE = 1e-4
+BF16_TOLERANCE = 0.5  # measured on the CPU for this config: 0.14
 STEPS = 8
 LENGTHS = [5, 11, 3]
 
@@ -42,9 +43,10 @@ def random_gpt2():
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
+    from gpt2_fixtures import TINY
+
     torch.manual_seed(0)
-    shape = dict(n_embd=64, n_layer=2, n_head=4, n_positions=128, vocab_size=50257)
-    return GPT2LMHeadModel(GPT2Config(initializer_range=0.2, **shape)).eval()
+    return GPT2LMHeadModel(GPT2Config(initializer_range=0.2, **TINY)).eval()
 
 
 def random_llama():
@@ -64,7 +66,7 @@ def prompts_for(vocab_size: int) -> list[list[int]]:
     return [rng.integers(3, vocab_size, size=n).tolist() for n in LENGTHS]
 
 
-def load_on_gpu(hf, folder: Path, dtype: str | None = None):
+def load_on_device(hf, folder: Path, dtype: str):
     """Saves `hf` like a hub checkpoint and compiles it for the device (no tokenizer needed)."""
     from safetensors.torch import load_file
 
@@ -79,8 +81,7 @@ def load_on_gpu(hf, folder: Path, dtype: str | None = None):
     max_dtype = pick_dtype(dtype, device)
     tensors = load_file(str(folder / "model.safetensors"))
     graph, seconds = compile_model(architecture, config, tensors, device, max_dtype)
-    model = LoadedModel(folder.name, architecture, config, None, graph, device, max_dtype, str(folder), seconds)
-    return model, seconds
+    return LoadedModel(folder.name, architecture, config, None, graph, device, max_dtype, str(folder), seconds)
 
 
 def compare(hf, model, prompts: list[list[int]]) -> tuple[float, int, int]:
@@ -99,19 +100,19 @@ def compare(hf, model, prompts: list[list[int]]) -> tuple[float, int, int]:
 
 def check_float32(name: str, make, workdir: Path) -> bool:
     hf = make()
-    model, seconds = load_on_gpu(hf, workdir / name, dtype="float32")
+    model = load_on_device(hf, workdir / name, "float32")
     worst, equal, total = compare(hf, model, prompts_for(hf.config.vocab_size))
     ok = worst <= TOLERANCE and equal == total
-    report(ok, f"{name} float32: max |logit diff| {worst:.2e} (limit {TOLERANCE:g}), greedy tokens {equal}/{total} equal, compiled+loaded in {seconds:.1f}s")
+    report(ok, f"{name} float32: max |logit diff| {worst:.2e} (limit {TOLERANCE:g}), greedy tokens {equal}/{total} equal, compiled in {model.compile_seconds:.1f}s")
     return ok
 
 
 def check_bfloat16(workdir: Path) -> bool:
     hf = random_gpt2()
-    model, seconds = load_on_gpu(hf, workdir / "gpt2-bf16", dtype="bfloat16")
+    model = load_on_device(hf, workdir / "gpt2-bf16", "bfloat16")
     worst, equal, total = compare(hf, model, prompts_for(hf.config.vocab_size))
-    ok = bool(np.isfinite(worst)) and equal > 0
-    report(ok, f"gpt2 bfloat16 vs float32 transformers: max |logit diff| {worst:.2e}, greedy tokens {equal}/{total} equal (reported, not required), {seconds:.1f}s")
+    ok = worst <= BF16_TOLERANCE
+    report(ok, f"gpt2 bfloat16 vs float32 transformers: max |logit diff| {worst:.2e} (limit {BF16_TOLERANCE:g}), greedy tokens {equal}/{total} equal (reported), compiled in {model.compile_seconds:.1f}s")
     return ok
 
 
