@@ -81,6 +81,37 @@ def test_extend_in_chunks_matches_transformers(gpt2_pair):
     assert cache.filled == len(sequence)
 
 
+@pytest.mark.parametrize("dtype_name", ["float32", "bfloat16"])
+def test_cache_write_moves_new_keys_and_values_into_the_cache_layouts(dtype_name):
+    """The graph returns each call's keys and values as (B, S, Hkv, D); the cache keeps keys
+    transposed, (B, Hkv, D, capacity), and values (B, Hkv, capacity, D), filled in order."""
+    from types import SimpleNamespace
+
+    import torch
+    from max.dtype import DType
+
+    from zoo.core.engine import KVCache
+
+    config = SimpleNamespace(n_layers=2, n_kv_heads=3, head_dim=4)
+    cache = KVCache(config, getattr(DType, dtype_name), batch=2, capacity=6)
+    rng = np.random.default_rng(0)
+    written = []
+    for seqlen in (3, 1):
+        new = [rng.standard_normal((2, seqlen, 3, 4)).astype(np.float32) for _ in range(2 * config.n_layers)]
+        cache.write(new if dtype_name == "float32" else [torch.from_numpy(t).to(torch.bfloat16) for t in new])
+        written.append(new)
+    assert cache.filled == 4
+    for layer in range(config.n_layers):
+        keys = np.concatenate([step[2 * layer] for step in written], axis=1)  # (B, 4, Hkv, D)
+        values = np.concatenate([step[2 * layer + 1] for step in written], axis=1)
+        stored_k = cache.keys[layer].float().numpy()
+        stored_v = cache.values[layer].float().numpy()
+        atol = 0 if dtype_name == "float32" else 2e-2
+        np.testing.assert_allclose(stored_k[..., :4], keys.transpose(0, 2, 3, 1), atol=atol, rtol=atol)
+        np.testing.assert_allclose(stored_v[:, :, :4], values.transpose(0, 2, 1, 3), atol=atol, rtol=atol)
+        assert not stored_k[..., 4:].any() and not stored_v[:, :, 4:].any()
+
+
 def test_batch_of_different_lengths_equals_one_at_a_time(gpt2_pair):
     _, model = gpt2_pair
     generator = TextGenerator(model)
