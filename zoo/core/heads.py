@@ -28,13 +28,10 @@ from .layers import DecoderLM
 class CompiledHead:
     """A compiled `NextTokenHead`: `any_length` takes any number of new tokens; `one_token`,
     when present, is the same head compiled for exactly one new token per row (decode), with
-    zoo's CPU row-dot kernel in its projections. Calls go to whichever fits."""
+    zoo's CPU row-dot kernel in its projections. `run` calls whichever fits."""
 
     any_length: Callable[..., Any]
     one_token: Callable[..., Any] | None = None
-
-    def __call__(self, tokens: Any, *rest: Any) -> Any:
-        return self._pick(tokens)(tokens, *rest)
 
     def run(self, tokens: Any, *rest: Any) -> list[Any]:
         """The engine's call: driver `Buffer`s in and out, skipping the per-argument checks.
