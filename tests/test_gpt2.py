@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 import numpy as np
 import pytest
 
@@ -60,6 +63,22 @@ def test_cpu_float32_models_decode_through_the_one_token_graph(gpt2_pair):
     """So every parity test here checks zoo's decode kernel, not only MAX's matmul."""
     _, model = gpt2_pair
     assert model.graph.one_token is not None
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SCHED_IDLE is Linux's")
+def test_max_log_poller_runs_at_idle_priority_after_a_step(gpt2_pair):
+    """MAX's 100-microsecond log poller must not preempt the model's threads (`zoo.core.pollers`)."""
+    _, model = gpt2_pair
+    cached_decode(model, [[40, 588]], steps=1)
+    idle = [int(tid) for tid in os.listdir("/proc/self/task") if _policy(int(tid)) == os.SCHED_IDLE]
+    assert idle, "no thread of this process was given SCHED_IDLE"
+
+
+def _policy(tid: int) -> int | None:
+    try:
+        return os.sched_getscheduler(tid)
+    except OSError:  # the thread ended
+        return None
 
 
 def test_extend_in_chunks_matches_transformers(gpt2_pair):

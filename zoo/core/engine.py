@@ -19,6 +19,7 @@ import numpy as np
 
 from .errors import ZooError
 from .loader import LoadedModel, torch_dtype_for
+from .pollers import quiet_busy_pollers
 from .sampling import Sampler, SamplingOptions
 
 _MASKED = np.float32(-1e30)
@@ -108,6 +109,7 @@ class Engine:
         the greedy tokens (B,) and last-position logits (B, V)."""
         inputs = [self._buffer(tokens), self._buffer(positions), self._buffer(mask)]
         greedy, logits, *new = self.model.graph.run(*inputs, *self._past(cache))
+        quiet_busy_pollers()  # once per process: MAX's log poller exists after a first run
         cache.write([self._to_host(t) for t in new])
         return self._to_host(greedy).to_numpy().reshape(-1), self._to_host(logits).to_numpy()
 
