@@ -17,14 +17,14 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SC
 def fresh(monkeypatch):
     """A process in which the pollers were not looked for yet; scheduler changes are recorded, not made."""
     changed: list[int] = []
-    monkeypatch.setattr(pollers, "_done", False)
+    monkeypatch.setattr(pollers, "_tries_left", pollers.TRIES)
     monkeypatch.setattr(pollers.os, "sched_setscheduler", lambda tid, policy, param: changed.append((tid, policy)))
     monkeypatch.delenv(pollers.SWITCH, raising=False)
     return changed
 
 
-def fake_wakeups(monkeypatch, before: dict[int, int], after: dict[int, int]) -> None:
-    counts = iter([before, after])
+def fake_wakeups(monkeypatch, before: dict[int, int], after: dict[int, int], times: int = 1) -> None:
+    counts = iter([before, after] * times)
     monkeypatch.setattr(pollers, "_wakeups", lambda: next(counts))
 
 
@@ -39,11 +39,17 @@ def test_only_busy_native_threads_are_changed(fresh, monkeypatch):
     assert fresh == [(101, os.SCHED_IDLE), (103, os.SCHED_IDLE)]
 
 
-def test_looks_once_per_process(fresh, monkeypatch):
+def test_stops_looking_once_it_found_one(fresh, monkeypatch):
     fake_wakeups(monkeypatch, {101: 0}, {101: 60})
     assert pollers.quiet_busy_pollers() == [101]
     assert pollers.quiet_busy_pollers() == []
     assert len(fresh) == 1
+
+
+def test_gives_up_after_a_few_tries(fresh, monkeypatch):
+    fake_wakeups(monkeypatch, {101: 0}, {101: 2}, times=pollers.TRIES)
+    assert [pollers.quiet_busy_pollers() for _ in range(pollers.TRIES + 2)] == [[]] * (pollers.TRIES + 2)
+    assert fresh == []
 
 
 def test_switch_leaves_every_thread_alone(fresh, monkeypatch):

@@ -109,7 +109,7 @@ class Engine:
         the greedy tokens (B,) and last-position logits (B, V)."""
         inputs = [self._buffer(tokens), self._buffer(positions), self._buffer(mask)]
         greedy, logits, *new = self.model.graph.run(*inputs, *self._past(cache))
-        quiet_busy_pollers()  # once per process: MAX's log poller exists after a first run
+        quiet_busy_pollers()  # after the first steps only: MAX starts its log poller at a first run
         cache.write([self._to_host(t) for t in new])
         return self._to_host(greedy).to_numpy().reshape(-1), self._to_host(logits).to_numpy()
 

@@ -25,21 +25,24 @@ from pathlib import Path
 SWITCH = "ZOO_KEEP_MAX_POLLER"
 WINDOW_S = 0.01  # how long to watch; the poller wakes ~50 times in it
 MIN_WAKEUPS = 10  # idle threads wake a handful of times a second at most
+TRIES = 3  # on a busy machine the poller may not get to run while we watch
 
-_done = False
+_tries_left = TRIES
 
 
 def quiet_busy_pollers() -> list[int]:
-    """Once per process, after a graph has run: gives busy native pollers SCHED_IDLE.
+    """After a graph has run: gives busy native pollers SCHED_IDLE.
 
-    Returns the thread ids it changed (empty on later calls, off Linux, or when switched off).
+    Looks until it has changed a thread, at most `TRIES` times per process.
+    Returns the thread ids it changed (empty when not looking, off Linux, or when switched off).
     """
-    global _done
-    if _done or not sys.platform.startswith("linux") or not hasattr(os, "SCHED_IDLE"):
+    global _tries_left
+    if _tries_left <= 0 or not sys.platform.startswith("linux") or not hasattr(os, "SCHED_IDLE"):
         return []
-    _done = True
     if os.environ.get(SWITCH, "") not in ("", "0"):
+        _tries_left = 0
         return []
+    _tries_left -= 1
     before = _wakeups()
     time.sleep(WINDOW_S)
     after = _wakeups()
@@ -56,6 +59,8 @@ def quiet_busy_pollers() -> list[int]:
         except OSError:
             continue
         changed.append(tid)
+    if changed:
+        _tries_left = 0
     return changed
 
 
