@@ -37,14 +37,11 @@ class KVCache:
 
         torch_dtype = torch_dtype_for(dtype)
         heads, dim = config.n_kv_heads, config.head_dim
-        self.keys = [torch.zeros((batch, heads, dim, capacity), dtype=torch_dtype) for _ in range(config.n_layers)]
-        self.values = [torch.zeros((batch, heads, capacity, dim), dtype=torch_dtype) for _ in range(config.n_layers)]
+        self.keys = [_zeros((batch, heads, dim, capacity), torch_dtype) for _ in range(config.n_layers)]
+        self.values = [_zeros((batch, heads, capacity, dim), torch_dtype) for _ in range(config.n_layers)]
         # Before the first write the graph gets one zero slot, masked out: a
         # zero-length past would make matmuls with an empty inner dimension.
-        self.placeholder = [
-            torch.zeros((batch, heads, dim, 1), dtype=torch_dtype),
-            torch.zeros((batch, heads, 1, dim), dtype=torch_dtype),
-        ]
+        self.placeholder = [_zeros((batch, heads, dim, 1), torch_dtype), _zeros((batch, heads, 1, dim), torch_dtype)]
         self.filled = 0
         self.capacity = capacity
         # float32 caches are also seen as numpy arrays (same memory): a decode step makes
@@ -74,6 +71,17 @@ class KVCache:
             keys[layer][..., start:end] = permute(convert(k), (0, 2, 3, 1))
             values[layer][:, :, start:end] = permute(convert(v), (0, 2, 1, 3))
         self.filled = end
+
+
+def _zeros(shape: tuple[int, ...], torch_dtype: Any) -> Any:
+    """A zeroed host tensor. float32 memory comes from numpy (calloc, zeroed by the OS as it is
+    touched): torch fills larger tensors on its thread pool, and right after a graph step
+    those threads can wait tens of milliseconds for cores that MAX's workers still spin on."""
+    import torch
+
+    if torch_dtype == torch.float32:
+        return torch.from_numpy(np.zeros(shape, dtype=np.float32))
+    return torch.zeros(shape, dtype=torch_dtype)
 
 
 class Engine:
