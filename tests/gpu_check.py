@@ -119,9 +119,9 @@ def check_bfloat16(workdir: Path) -> bool:
 def check_stories(folder: Path) -> bool:
     from transformers import LlamaForCausalLM
 
-    from zoo.core.generation import TextGenerator
+    from zoo.core.runtime.generation import TextGenerator
     from zoo.core.loader import load_model
-    from zoo.core.sampling import SamplingOptions
+    from zoo.core.runtime.sampling import SamplingOptions
     from zoo.plugins.manager import get_registry
 
     model = load_model(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from zoo.core.engine import Engine
-from zoo.core.sampling import SamplingOptions
+from zoo.core.runtime.engine import Engine
+from zoo.core.runtime.sampling import SamplingOptions
 
 
 def reference_logits(hf, ids: list[int]) -> np.ndarray:

@@ -10,9 +10,9 @@ import pytest
 
 from gpt2_fixtures import FULL_124M, TINY, VARIANT, make_checkpoint
 from reference import cached_decode, reference_greedy, reference_logits
-from zoo.core.generation import TextGenerator
+from zoo.core.runtime.generation import TextGenerator
 from zoo.core.loader import load_model
-from zoo.core.sampling import SamplingOptions
+from zoo.core.runtime.sampling import SamplingOptions
 
 GREEDY = SamplingOptions(greedy=True, max_new_tokens=12, ignore_eos=True)
 
@@ -67,7 +67,7 @@ def test_cpu_float32_models_decode_through_the_one_token_graph(gpt2_pair):
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SCHED_IDLE is Linux's")
 def test_max_log_poller_runs_at_idle_priority_after_a_step(gpt2_pair):
-    """MAX's 100-microsecond log poller must not preempt the model's threads (`zoo.core.pollers`)."""
+    """MAX's 100-microsecond log poller must not preempt the model's threads (`zoo.core.runtime.pollers`)."""
     _, model = gpt2_pair
     cached_decode(model, [[40, 588]], steps=1)
     idle = [int(tid) for tid in os.listdir("/proc/self/task") if _policy(int(tid)) == os.SCHED_IDLE]
@@ -83,12 +83,12 @@ def _policy(tid: int) -> int | None:
 
 def test_extend_in_chunks_matches_transformers(gpt2_pair):
     """The serving path: one request's prompt in chunks (chunked prefill), then one token a step."""
-    from zoo.core.engine import Engine, KVCache
+    from zoo.core.runtime.engine import Engine
 
     hf, model = gpt2_pair
     engine = Engine(model)
     prompt = [464, 2068, 7586, 21831, 18045, 625, 262, 16931, 3290, 13]
-    cache = KVCache(model.config, model.dtype, 1, 24)
+    cache = engine.new_cache(1, 24)
     engine.extend(prompt[:4], cache)
     token, logits = engine.extend(prompt[4:], cache)
     sequence = list(prompt)
@@ -109,7 +109,7 @@ def test_cache_write_moves_new_keys_and_values_into_the_cache_layouts(dtype_name
     import torch
     from max.dtype import DType
 
-    from zoo.core.engine import KVCache
+    from zoo.core.runtime.kvcache import KVCache
 
     config = SimpleNamespace(n_layers=2, n_kv_heads=3, head_dim=4)
     cache = KVCache(config, getattr(DType, dtype_name), batch=2, capacity=6)
@@ -117,9 +117,14 @@ def test_cache_write_moves_new_keys_and_values_into_the_cache_layouts(dtype_name
     written = []
     for seqlen in (3, 1):
         new = [rng.standard_normal((2, seqlen, 3, 4)).astype(np.float32) for _ in range(2 * config.n_layers)]
-        cache.write(new if dtype_name == "float32" else [torch.from_numpy(t).to(torch.bfloat16) for t in new])
+        start = cache.filled
+        positions = np.tile(np.arange(start, start + seqlen), (2, 1))
+        converted = new if dtype_name == "float32" else [torch.from_numpy(t).to(torch.bfloat16) for t in new]
+        cache.write(converted, positions, np.ones((2, seqlen), dtype=bool))
         written.append(new)
     assert cache.filled == 4
+    np.testing.assert_array_equal(cache.positions[:, :4], np.tile(np.arange(4), (2, 1)))
+    assert cache.valid[:, :4].all() and not cache.valid[:, 4:].any()
     for layer in range(config.n_layers):
         keys = np.concatenate([step[2 * layer] for step in written], axis=1)  # (B, 4, Hkv, D)
         values = np.concatenate([step[2 * layer + 1] for step in written], axis=1)

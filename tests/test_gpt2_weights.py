@@ -7,7 +7,7 @@ import torch
 from conftest import GPT2_TOKENIZER
 from zoo.architectures.gpt2.config import GPT2Config
 from zoo.architectures.gpt2.weights import map_weights
-from zoo.core.tokenizer import load_tokenizer
+from zoo.core.checkpoints.tokenizer import load_tokenizer
 
 CONFIG = GPT2Config.from_hf({"n_embd": 8, "n_layer": 1, "n_head": 2, "n_positions": 16, "vocab_size": 11})
 

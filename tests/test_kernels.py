@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from zoo.core import kernels
+from zoo.core.blocks import kernels
 
 
 _MODELS: dict[str, Any] = {}

@@ -23,9 +23,9 @@ from zoo.architectures.llama import llama2c
 from zoo.architectures.llama.config import LlamaConfig
 from zoo.architectures.llama.weights import map_weights
 from zoo.core.errors import ZooError
-from zoo.core.generation import TextGenerator
+from zoo.core.runtime.generation import TextGenerator
 from zoo.core.loader import load_model
-from zoo.core.sampling import SamplingOptions
+from zoo.core.runtime.sampling import SamplingOptions
 from reference import assert_matches_transformers, cached_decode, reference_greedy
 
 LLAMA3_ROPE = {
@@ -240,7 +240,7 @@ def test_llama2c_tensors_equal_the_hf_conversion():
     import torch
     from safetensors.torch import load_file
 
-    from zoo.core.checkpoint import read_config
+    from zoo.core.checkpoints.hf import read_config
 
     checkpoint = llama2c.load(STORIES / "stories260K.bin", STORIES / "tok512.bin")
     reference = load_file(str(STORIES / "hf" / "model.safetensors"))
@@ -313,7 +313,7 @@ def test_llama2c_format_accepts_only_llama2c_checkpoints(tmp_path):
 
 
 def test_llama2c_tokenizer_lookup(tmp_path):
-    from zoo.core.tokenizer import SentencePieceTokenizer
+    from zoo.core.checkpoints.tokenizer import SentencePieceTokenizer
 
     found = llama2c.load(STORIES / "stories260K.bin", None)  # tok512.bin lies next to it
     assert isinstance(found.tokenizer, llama2c.Llama2cTokenizer)

@@ -17,9 +17,9 @@ from zoo.architectures.mixtral import ALIASES, ARCHITECTURE
 from zoo.architectures.mixtral.config import MixtralConfig
 from zoo.architectures.mixtral.weights import map_weights
 from zoo.core.errors import ZooError
-from zoo.core.generation import TextGenerator
+from zoo.core.runtime.generation import TextGenerator
 from zoo.core.loader import load_model
-from zoo.core.sampling import SamplingOptions
+from zoo.core.runtime.sampling import SamplingOptions
 from reference import assert_matches_transformers, cached_decode, reference_greedy
 
 SHAPE = dict(
@@ -129,7 +129,7 @@ def moe_layer():
     from max.graph import DeviceRef, TensorType
 
     from zoo.architectures.mixtral.weights import map_experts
-    from zoo.core.moe import SparseMoE
+    from zoo.core.blocks.moe import SparseMoE
 
     hf = random_mixtral(seed=12, num_hidden_layers=1).model.layers[0].mlp
     hidden = SHAPE["hidden_size"]

@@ -1,4 +1,4 @@
-"""`zoo.core.pollers`: which threads get SCHED_IDLE, and that MAX's log poller is one of them."""
+"""`zoo.core.runtime.pollers`: which threads get SCHED_IDLE, and that MAX's log poller is one of them."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from zoo.core import pollers
+from zoo.core.runtime import pollers
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SCHED_IDLE is Linux's")
 

@@ -20,7 +20,7 @@ from transformers import (
 )
 
 from zoo.core.errors import ZooError
-from zoo.core.sampling import Sampler, SamplingOptions, apply_repetition_penalty, process_logits
+from zoo.core.runtime.sampling import Sampler, SamplingOptions, apply_repetition_penalty, process_logits
 
 VOCAB = 500
 

@@ -69,9 +69,9 @@ def zoo_run_greedy(folder: Path, prompt: str) -> str:
 @pytest.fixture(scope="module")
 def expected(served):
     """Greedy continuations of every prompt, from the zoo library itself (what `zoo run` calls)."""
-    from zoo.core.generation import TextGenerator
+    from zoo.core.runtime.generation import TextGenerator
     from zoo.core.loader import load_model
-    from zoo.core.sampling import SamplingOptions
+    from zoo.core.runtime.sampling import SamplingOptions
     from zoo.plugins.manager import get_registry
 
     kind, folder, _ = served

@@ -1,8 +1,8 @@
 """What a plugin registers: architectures, model aliases and weight formats.
 
 These records hold no MAX or torch objects, so that listing them is cheap.
-Builders and mappers may be given as callables or as `"module:attribute"`
-strings, which are imported only when a model is actually loaded.
+Builders, mappers and readers may be given as callables or as
+`"module:attribute"` strings, which are imported only when a model is loaded.
 """
 
 from __future__ import annotations
@@ -11,14 +11,19 @@ import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import ModelConfig
 
+if TYPE_CHECKING:
+    from .checkpoints.tokenizer import Tokenizer
+
 # A weight mapper: (checkpoint tensors by HF name, config) -> tensors by zoo module name.
 WeightMapper = Callable[[Mapping[str, Any], ModelConfig], dict[str, Any]]
-# A model builder: config -> a `zoo.core.layers.DecoderLM` (constructed under `F.lazy()`).
+# A model builder: config -> a `zoo.core.blocks.decoder.DecoderLM` (constructed under `F.lazy()`).
 ModelBuilder = Callable[[ModelConfig], Any]
+
+SHARED_DECODER = "zoo.core.blocks.decoder:build_decoder"
 
 
 def resolve(target: Callable[..., Any] | str) -> Callable[..., Any]:
@@ -30,24 +35,44 @@ def resolve(target: Callable[..., Any] | str) -> Callable[..., Any]:
 
 
 @dataclass(frozen=True)
+class Variant:
+    """A small random checkpoint of an architecture for `zoo verify`: HF `config.json` fields
+    (sizes and options) on top of which verify builds the transformers reference model."""
+
+    name: str
+    hf_config: Mapping[str, Any]
+    prompt_lengths: tuple[int, ...] = (7, 3)
+    new_tokens: int = 8
+
+
+@dataclass(frozen=True)
 class Architecture:
-    """One architecture: its config class, model builder and weight mapper.
+    """One architecture: its config class, weight mapper and (usually shared) model builder.
 
     `name` is the HF `architectures` value in `config.json` (e.g. `GPT2LMHeadModel`).
+    `reference` is the transformers model class `zoo verify` compares against
+    (`"transformers:Name"`, by default the class named `name`), and `variants`
+    the small configs it builds for that comparison.
     """
 
     name: str
     config_class: type[ModelConfig]
-    build_model: ModelBuilder | str
     map_weights: WeightMapper | str
+    build_model: ModelBuilder | str = SHARED_DECODER
     description: str = ""
     plugin: str = ""
+    reference: str = ""
+    variants: tuple[Variant, ...] = ()
 
     def builder(self) -> ModelBuilder:
         return resolve(self.build_model)
 
     def mapper(self) -> WeightMapper:
         return resolve(self.map_weights)
+
+    @property
+    def reference_class(self) -> str:
+        return self.reference or f"transformers:{self.name}"
 
 
 @dataclass(frozen=True)
@@ -61,7 +86,7 @@ class ModelAlias:
     parameters: int | None = None
     plugin: str = ""
     weights_file: str | None = None
-    """For a repo holding a single non-HF checkpoint file (llama2.c `.bin`): its path in the repo."""
+    """For a repo holding a single non-HF checkpoint file (llama2.c `.bin`, GGUF): its path in the repo."""
     tokenizer_file: str | None = None
     """The tokenizer file to fetch alongside `weights_file`."""
     hf_config: Mapping[str, Any] | None = None
@@ -75,7 +100,7 @@ class Checkpoint:
 
     hf_config: dict[str, Any]
     tensors: Mapping[str, Any]
-    tokenizer: Any = None
+    tokenizer: Tokenizer | None = None
     source: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -84,7 +109,8 @@ class Checkpoint:
 class WeightFormat:
     """A non-HF checkpoint format (for example llama2.c's `.bin`).
 
-    `matches(path)` says whether a file or directory is in this format;
+    `matches(path)` says whether a file is in this format; `read_config(path)`
+    returns its HF-style `config.json` dict cheaply (no tensors), and
     `load(path, tokenizer_path)` reads it into a `Checkpoint` whose config and
     tensor names follow HF, so the architecture's own mapper applies.
     """
@@ -92,5 +118,6 @@ class WeightFormat:
     name: str
     matches: Callable[[Path], bool] | str
     load: Callable[[Path, Path | None], Checkpoint] | str
+    read_config: Callable[[Path], dict[str, Any]] | str
     description: str = ""
     plugin: str = ""

@@ -1,25 +1,51 @@
-"""From a model reference to a compiled, ready-to-run model.
+"""From a model reference to a compiled, ready-to-run model, in two steps.
 
-resolve the source -> read config and tensors -> pick the architecture by the
-HF `architectures` value -> map the weights -> build the MAX module lazily ->
-check every tensor name and shape -> compile the decoding head.
+`prepare_model`: resolve the reference, read the config, tensors and tokenizer,
+and check everything that needs no graph (config ranges, tokenizer against the
+vocabulary), so callers can also check their prompts before paying for a
+compile. `compile_prepared`: map the weights, build the MAX module lazily,
+check every tensor's name, shape and dtype, compile the decoding head (and on
+the CPU in float32 the one-token decode graph), then run one warm-up step.
+`load_model` does both.
 """
 
 from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .architecture import Architecture, Checkpoint, resolve
-from .checkpoint import find_weights, read_config, read_tensors
+from .architecture import Architecture, Checkpoint
+from .checkpoints.tokenizer import Tokenizer
 from .config import ModelConfig
-from .errors import ZooError
+from .errors import OptionsError, TokenizerError, WeightsError
 from .registry import Registry
-from .sources import ModelSource, download, download_file, resolve_source
-from .tokenizer import Tokenizer, load_tokenizer
+from .resolve import ResolvedModel, make_config, read_checkpoint, resolve_model
+
+if TYPE_CHECKING:
+    from max.driver import Device
+    from max.dtype import DType
+
+    from .blocks.heads import CompiledHead
+
+DEVICES = ("auto", "cpu", "gpu")
+DTYPES = ("float32", "bfloat16")
+
+
+@dataclass
+class PreparedModel:
+    """A model read and checked, not yet compiled."""
+
+    resolved: ResolvedModel
+    config: ModelConfig
+    checkpoint: Checkpoint
+
+    @property
+    def tokenizer(self) -> Tokenizer | None:
+        return self.checkpoint.tokenizer
 
 
 @dataclass
@@ -30,52 +56,76 @@ class LoadedModel:
     architecture: Architecture
     config: ModelConfig
     tokenizer: Tokenizer | None
-    graph: Any  # the compiled NextTokenHead
-    device: Any  # max.driver.Device
-    dtype: Any  # max.dtype.DType
+    graph: CompiledHead
+    device: Device
+    dtype: DType
     source: str
     compile_seconds: float
 
 
-def read_checkpoint(
-    source: ModelSource, registry: Registry, *, weights: Path | None = None, tokenizer: Path | None = None
-) -> Checkpoint:
-    """Reads config, tensors and tokenizer for any kind of source."""
-    alias = source.alias
-    if alias is not None and alias.weights_file:
-        path = download_file(alias.repo_id, alias.weights_file)
-        if tokenizer is None and alias.tokenizer_file:
-            tokenizer = download_file(alias.repo_id, alias.tokenizer_file)
-        source = ModelSource(source.ref, "file", path=path, alias=alias)
-    if source.kind == "file":
-        for fmt in registry.weight_formats.values():
-            if resolve(fmt.matches)(source.path):
-                return resolve(fmt.load)(source.path, tokenizer)
-        raise ZooError(
-            f"{source.path} is a file in no known format; pass a checkpoint directory, "
-            f"or a file in one of: {', '.join(registry.weight_formats) or 'none'}"
+def check_device_options(device: str, dtype: str | None) -> None:
+    """Device and dtype names, checked before anything is read."""
+    if device not in DEVICES:
+        raise OptionsError(f"unknown device {device!r} (choose auto, cpu or gpu)")
+    if dtype is not None and dtype not in DTYPES:
+        raise OptionsError(f"unsupported dtype {dtype!r} (choose float32 or bfloat16)")
+
+
+def prepare_model(
+    ref: str,
+    registry: Registry | None = None,
+    *,
+    weights: Path | None = None,
+    tokenizer: Path | None = None,
+    need_tokenizer: bool = True,
+) -> PreparedModel:
+    """Resolves and reads `ref`; checks the tokenizer against the model's vocabulary."""
+    resolved = resolve_model(ref, registry)
+    checkpoint = read_checkpoint(resolved, registry, weights=weights, tokenizer=tokenizer, need_tokenizer=need_tokenizer)
+    config = make_config(resolved.architecture, checkpoint.hf_config) if resolved.single_file else resolved.config
+    tok = checkpoint.tokenizer
+    if tok is not None and tok.vocab_size > config.vocab_size:
+        raise TokenizerError(
+            f"the tokenizer has {tok.vocab_size} tokens but the model's vocabulary is {config.vocab_size}; "
+            "pass the tokenizer the model was trained with (--tokenizer PATH)"
         )
-    folder = source.path if source.kind == "dir" else download(source.repo_id)
-    assert folder is not None
-    hf_config = read_config(folder)
-    architecture_for(hf_config, registry)  # fail on an unsupported model before reading its weights
-    tensors = read_tensors(weights if weights is not None else find_weights(folder))
-    tok = load_tokenizer(tokenizer if tokenizer is not None else folder)
-    return Checkpoint(hf_config, tensors, tok, source=source.describe())
+    return PreparedModel(resolved, config, checkpoint)
 
 
-def architecture_for(hf_config: dict[str, Any], registry: Registry) -> Architecture:
-    names = hf_config.get("architectures") or []
-    for name in names:
-        if name in registry.architectures:
-            return registry.architectures[name]
-    known = ", ".join(sorted(registry.architectures))
-    shown = ", ".join(names) if names else "none given in config.json"
-    raise ZooError(f"no plugin supports architecture {shown} (supported: {known})")
+def compile_prepared(prepared: PreparedModel, *, device: str = "auto", dtype: str | None = None, verbose: bool = True) -> LoadedModel:
+    """Maps, checks and compiles a prepared model, then warms it up."""
+    resolved, checkpoint = prepared.resolved, prepared.checkpoint
+    max_device = pick_device(device)
+    max_dtype = pick_dtype(dtype, max_device)
+    architecture = resolved.architecture
+    if verbose:
+        log(f"{architecture.name} from {checkpoint.source} on {describe_device(max_device)}, {max_dtype.name}; compiling...")
+    graph, seconds = compile_model(architecture, prepared.config, dict(checkpoint.tensors), max_device, max_dtype)
+    if verbose:
+        log(f"compiled in {seconds:.1f}s")
+    return LoadedModel(
+        resolved.ref, architecture, prepared.config, checkpoint.tokenizer, graph, max_device, max_dtype, checkpoint.source, seconds
+    )
 
 
-def check_weights(expected: dict[str, tuple[int, ...]], mapped: dict[str, Any]) -> None:
-    """Raises one ZooError naming missing, unexpected and mis-shaped tensors."""
+def load_model(
+    ref: str,
+    registry: Registry | None = None,
+    *,
+    weights: Path | None = None,
+    tokenizer: Path | None = None,
+    device: str = "auto",
+    dtype: str | None = None,
+    verbose: bool = True,
+) -> LoadedModel:
+    """Resolves, reads, checks and compiles `ref` (alias, hub id, directory or file)."""
+    check_device_options(device, dtype)
+    prepared = prepare_model(ref, registry, weights=weights, tokenizer=tokenizer)
+    return compile_prepared(prepared, device=device, dtype=dtype, verbose=verbose)
+
+
+def check_weights(expected: Mapping[str, tuple[int, ...]], mapped: Mapping[str, Any]) -> None:
+    """Raises one WeightsError naming missing, unexpected, mis-shaped and non-float tensors."""
     missing = sorted(set(expected) - set(mapped))
     unexpected = sorted(set(mapped) - set(expected))
     misshaped = sorted(
@@ -83,41 +133,52 @@ def check_weights(expected: dict[str, tuple[int, ...]], mapped: dict[str, Any]) 
         for name in set(expected) & set(mapped)
         if tuple(mapped[name].shape) != expected[name]
     )
+    not_float = sorted(
+        f"{name} ({getattr(mapped[name], 'dtype', type(mapped[name]).__name__)})"
+        for name in set(expected) & set(mapped)
+        if not _is_float(mapped[name])
+    )
     problems = []
-    for label, names in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped)):
+    for label, names in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped), ("not floating point", not_float)):
         if names:
             shown = ", ".join(names[:6]) + (f" (+{len(names) - 6} more)" if len(names) > 6 else "")
             problems.append(f"{label}: {shown}")
     if problems:
-        raise ZooError("checkpoint does not fit the model: " + "; ".join(problems))
+        raise WeightsError("checkpoint does not fit the model: " + "; ".join(problems))
 
 
-def pick_device(name: str) -> Any:
+def _is_float(tensor: Any) -> bool:
+    import torch
+
+    if isinstance(tensor, torch.Tensor):
+        return tensor.is_floating_point()
+    kind = getattr(getattr(tensor, "dtype", None), "kind", None)
+    return kind == "f"
+
+
+def pick_device(name: str) -> Device:
     from max.driver import CPU, Accelerator, accelerator_count
 
+    check_device_options(name, None)
     if name == "cpu":
         return CPU()
     if name == "gpu":
         if accelerator_count() == 0:
-            raise ZooError("--device gpu: no GPU (accelerator) is available on this machine")
+            raise OptionsError("--device gpu: no GPU (accelerator) is available on this machine")
         return Accelerator()
-    if name == "auto":
-        return Accelerator() if accelerator_count() > 0 else CPU()
-    raise ZooError(f"unknown device {name!r} (choose auto, cpu or gpu)")
+    return Accelerator() if accelerator_count() > 0 else CPU()
 
 
-def pick_dtype(name: str | None, device: Any) -> Any:
+def pick_dtype(name: str | None, device: Device) -> DType:
     from max.dtype import DType
 
+    check_device_options("auto", name)
     if name is None:
         return DType.float32 if device.is_host else DType.bfloat16
-    table = {"float32": DType.float32, "bfloat16": DType.bfloat16}
-    if name not in table:
-        raise ZooError(f"unsupported dtype {name!r} (choose float32 or bfloat16)")
-    return table[name]
+    return {"float32": DType.float32, "bfloat16": DType.bfloat16}[name]
 
 
-def torch_dtype_for(dtype: Any) -> Any:
+def torch_dtype_for(dtype: DType) -> Any:
     """The torch dtype holding MAX `dtype` (float32 or bfloat16) on the host."""
     import torch
     from max.dtype import DType
@@ -126,22 +187,29 @@ def torch_dtype_for(dtype: Any) -> Any:
 
 
 def compile_model(
-    architecture: Architecture, config: ModelConfig, tensors: dict[str, Any], device: Any, dtype: Any
-) -> tuple[Any, float]:
+    architecture: Architecture, config: ModelConfig, tensors: Mapping[str, Any], device: Device, dtype: DType
+) -> tuple[CompiledHead, float]:
     """Maps, checks and compiles; returns the compiled head and the compile time."""
-    return compile_mapped(architecture, config, architecture.mapper()(tensors, config), device, dtype)
+    try:
+        mapped = architecture.mapper()(tensors, config)
+    except WeightsError:
+        raise
+    except Exception as error:
+        raise WeightsError(f"{architecture.name}'s weight mapper failed on this checkpoint: {type(error).__name__}: {error}") from None
+    return compile_mapped(architecture, config, mapped, device, dtype)
 
 
 def compile_mapped(
-    architecture: Architecture, config: ModelConfig, mapped: dict[str, Any], device: Any, dtype: Any
-) -> tuple[Any, float]:
-    """Checks already-mapped tensors against the model and compiles the decoding head."""
+    architecture: Architecture, config: ModelConfig, mapped: Mapping[str, Any], device: Device, dtype: DType
+) -> tuple[CompiledHead, float]:
+    """Checks already-mapped tensors against the model, compiles the decoding head and warms it up."""
     from max.experimental import functional as F
     from max.experimental.tensor import default_device, default_dtype
     from max.graph import DeviceRef
 
-    from . import kernels
-    from .heads import CompiledHead, NextTokenHead, input_types
+    from .blocks import kernels
+    from .blocks.heads import CompiledHead, NextTokenHead, input_types
+    from .runtime.engine import warm_up
 
     # Built lazily on the target device: random init is never materialised.
     with F.lazy(), default_dtype(dtype), default_device(device):
@@ -150,15 +218,17 @@ def compile_mapped(
     check_weights(expected, mapped)
     torch_dtype = torch_dtype_for(dtype)
     weights = {f"model.{name}": _as_dtype(t, torch_dtype) for name, t in mapped.items()}
-    shapes = (config.n_layers, config.n_kv_heads, config.head_dim, dtype, DeviceRef.from_device(device))
+    device_ref = DeviceRef.from_device(device)
     started = time.perf_counter()
-    graph = CompiledHead(head.compile(*input_types(*shapes), weights=weights))
+    graph = CompiledHead(head.compile(*input_types(config, dtype, device_ref), weights=weights))
     if kernels.applies(device, dtype):
         with kernels.decode_kernels():
             graph.one_token = head.compile(
-                *input_types(*shapes, seqlen=1), weights=weights, custom_extensions=[kernels.PACKAGE]
+                *input_types(config, dtype, device_ref, seqlen=1), weights=weights, custom_extensions=[kernels.PACKAGE]
             )
-    return graph, time.perf_counter() - started
+    seconds = time.perf_counter() - started
+    warm_up(graph, config, device, dtype)
+    return graph, seconds
 
 
 def _as_dtype(tensor: Any, torch_dtype: Any) -> Any:
@@ -169,32 +239,7 @@ def _as_dtype(tensor: Any, torch_dtype: Any) -> Any:
     return tensor.detach().to(torch_dtype).contiguous()
 
 
-def load_model(
-    ref: str,
-    registry: Registry,
-    *,
-    weights: Path | None = None,
-    tokenizer: Path | None = None,
-    device: str = "auto",
-    dtype: str | None = None,
-    verbose: bool = True,
-) -> LoadedModel:
-    """Resolves, reads, checks and compiles `ref` (alias, hub id, directory or file)."""
-    source = resolve_source(ref, registry)
-    checkpoint = read_checkpoint(source, registry, weights=weights, tokenizer=tokenizer)
-    architecture = architecture_for(checkpoint.hf_config, registry)
-    config = architecture.config_class.from_hf(checkpoint.hf_config)
-    max_device = pick_device(device)
-    max_dtype = pick_dtype(dtype, max_device)
-    if verbose:
-        log(f"{architecture.name} from {checkpoint.source} on {describe_device(max_device)}, {max_dtype.name}; compiling...")
-    graph, seconds = compile_model(architecture, config, dict(checkpoint.tensors), max_device, max_dtype)
-    if verbose:
-        log(f"compiled in {seconds:.1f}s")
-    return LoadedModel(ref, architecture, config, checkpoint.tokenizer, graph, max_device, max_dtype, checkpoint.source, seconds)
-
-
-def describe_device(device: Any) -> str:
+def describe_device(device: Device) -> str:
     return "cpu" if device.is_host else f"gpu:{device.id}"
 
 

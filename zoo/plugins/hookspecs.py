@@ -25,7 +25,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 @hookspec
 def register_architectures(register: Callable[[Any], None]) -> None:
-    """Register `Architecture` records (config, model builder, weight mapper)."""
+    """Register `Architecture` records (config, weight mapper, model builder, verify variants)."""
 
 
 @hookspec
@@ -36,3 +36,8 @@ def register_models(register: Callable[[Any], None]) -> None:
 @hookspec
 def register_weight_formats(register: Callable[[Any], None]) -> None:
     """Register `WeightFormat` records for non-HF checkpoint files."""
+
+
+@hookspec
+def register_commands(register: Callable[[Any], None]) -> None:
+    """Register click commands, added to the `zoo` command line."""

@@ -10,11 +10,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from zoo.core.checkpoint import read_config
+from zoo.core.checkpoints.sources import download
 from zoo.core.errors import ZooError
-from zoo.core.loader import architecture_for
 from zoo.core.registry import Registry
-from zoo.core.sources import download, resolve_source
+from zoo.core.resolve import resolve_model
 
 ARCHITECTURES_MODULE = "zoo.serving.max_architectures"
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
@@ -52,15 +51,16 @@ def plan_serve(
     extra: Sequence[str] = (),
 ) -> ServePlan:
     """Resolves `ref` to a local HF-format checkpoint and builds the `max serve` arguments."""
-    source = resolve_source(ref, registry)
-    if source.kind == "file" or (source.alias is not None and source.alias.weights_file):
+    resolved = resolve_model(ref, registry)
+    source = resolved.source
+    if resolved.single_file:
         raise ZooError(
             f"{ref}: `zoo serve` needs a Hugging Face checkpoint directory (config.json, safetensors, "
             "tokenizer); single-file formats such as llama2.c .bin run with `zoo run` only"
         )
     folder = source.path if source.kind == "dir" else download(source.repo_id or ref)
     assert folder is not None
-    architecture = architecture_for(read_config(folder), registry).name
+    architecture = resolved.architecture.name
     if not any((folder / name).exists() for name in _TOKENIZER_FILES):
         raise ZooError(
             f"{folder} has no Hugging Face tokenizer files ({', '.join(_TOKENIZER_FILES)}); "

@@ -19,7 +19,8 @@ import numpy as np
 from max.driver import Buffer
 from max.pipelines.lib.interfaces.pipeline_model import ModelInputs, ModelOutputs, PipelineModelWithKVCache
 
-from zoo.core.engine import Engine, KVCache
+from zoo.core.runtime.engine import Engine
+from zoo.core.runtime.kvcache import KVCache
 from zoo.core.loader import LoadedModel, compile_mapped, describe_device, log
 
 from .arch_config import ZooArchConfig
@@ -80,7 +81,7 @@ class ZooPipelineModel(PipelineModelWithKVCache[Any, Any, Any]):
         cache = self._caches.get(ctx.request_id)
         if cache is None or cache.filled >= end:  # new request (or MAX rewound it): start over
             capacity = max(min(int(ctx.max_length), self.max_seq_len), end)
-            cache = KVCache(self.engine.config, self.engine.model.dtype, 1, capacity)
+            cache = self.engine.new_cache(1, capacity)
             self._caches[ctx.request_id] = cache
         tokens = np.asarray(ctx.tokens.all[cache.filled : end])
         _, logits = self.engine.extend(tokens.tolist(), cache)

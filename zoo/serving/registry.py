@@ -22,4 +22,6 @@ def hf_config_dict(huggingface_config: Any) -> dict[str, Any]:
 
 
 def zoo_config(architecture: str, huggingface_config: Any) -> ModelConfig:
-    return zoo_architecture(architecture).config_class.from_hf(hf_config_dict(huggingface_config))
+    from zoo.core.resolve import make_config
+
+    return make_config(zoo_architecture(architecture), hf_config_dict(huggingface_config))

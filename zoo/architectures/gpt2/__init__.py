@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from zoo.core.architecture import Architecture, ModelAlias
+from zoo.core.architecture import Architecture, ModelAlias, Variant
 from zoo.plugins.hookspecs import hookimpl
 
 from .config import GPT2Config
@@ -10,9 +10,15 @@ from .config import GPT2Config
 ARCHITECTURE = Architecture(
     name="GPT2LMHeadModel",
     config_class=GPT2Config,
-    build_model="zoo.architectures.gpt2.model:build_model",
     map_weights="zoo.architectures.gpt2.weights:map_weights",
     description="OpenAI GPT-2: learned positions, LayerNorm, GELU MLP, tied embeddings",
+    variants=(
+        Variant("odd-heads-exact-gelu", {
+            "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "vocab_size": 256, "n_embd": 48,
+            "n_layer": 2, "n_head": 3, "n_inner": 72, "n_positions": 64, "activation_function": "gelu",
+            "layer_norm_epsilon": 1e-6,
+        }),
+    ),
 )
 
 def _hub_config(n_embd: int, n_layer: int, n_head: int) -> dict:

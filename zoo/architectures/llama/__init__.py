@@ -7,23 +7,37 @@ mapper serves both).
 
 from __future__ import annotations
 
-from zoo.core.architecture import Architecture, ModelAlias, WeightFormat
+from zoo.core.architecture import Architecture, ModelAlias, Variant, WeightFormat
 from zoo.plugins.hookspecs import hookimpl
 
 from .config import LlamaConfig
 
+_TINY = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "max_position_embeddings": 64}
+
 ARCHITECTURE = Architecture(
     name="LlamaForCausalLM",
     config_class=LlamaConfig,
-    build_model="zoo.architectures.llama.model:build_model",
-    map_weights="zoo.architectures.llama.weights:map_weights",
+    map_weights="zoo.core.checkpoints.mapping:map_llama_style",
     description="Llama: rotary positions, RMSNorm, grouped-query attention, SwiGLU",
+    variants=(
+        Variant("gqa-bias-llama3-rope", {
+            **_TINY, "vocab_size": 256, "hidden_size": 48, "intermediate_size": 80, "num_hidden_layers": 2,
+            "num_attention_heads": 6, "num_key_value_heads": 2, "head_dim": 10, "attention_bias": True,
+            "mlp_bias": True, "rope_parameters": {"rope_type": "llama3", "rope_theta": 10000.0, "factor": 4.0,
+            "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 16},
+        }),
+        Variant("mqa-tied", {
+            **_TINY, "vocab_size": 200, "hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 2,
+            "num_attention_heads": 4, "num_key_value_heads": 1, "tie_word_embeddings": True,
+        }),
+    ),
 )
 
 LLAMA2C = WeightFormat(
     name="llama2c",
     matches="zoo.architectures.llama.llama2c:matches",
     load="zoo.architectures.llama.llama2c:load",
+    read_config="zoo.architectures.llama.llama2c:read_config",
     description="karpathy's llama2.c legacy .bin checkpoint (with a tokenizer.bin or sentencepiece .model)",
 )
 

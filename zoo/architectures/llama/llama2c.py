@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from zoo.core.architecture import Checkpoint
-from zoo.core.errors import ZooError
+from zoo.core.errors import TokenizerError, WeightsError
 
 HEADER = struct.Struct("<7i")
 BOS, EOS = 1, 2
@@ -177,10 +177,10 @@ def load(path: Path, tokenizer_path: Path | None = None) -> Checkpoint:
     """Reads a legacy llama2.c checkpoint and its tokenizer into a HF-style `Checkpoint`."""
     header = read_header(path)
     if header is None:
-        raise ZooError(f"{path} is not a llama2.c checkpoint (its size does not match its header)")
+        raise WeightsError(f"{path} is not a llama2.c checkpoint (its size does not match its header)")
     tokenizer = load_tokenizer(tokenizer_path if tokenizer_path is not None else find_tokenizer(path))
     if isinstance(tokenizer, Llama2cTokenizer) and tokenizer.vocab_size != header.vocab_size:
-        raise ZooError(
+        raise TokenizerError(
             f"the tokenizer has {tokenizer.vocab_size} tokens but {path.name} was trained with "
             f"{header.vocab_size}; pass the tokenizer it was trained with (--tokenizer PATH)"
         )
@@ -195,17 +195,17 @@ def find_tokenizer(checkpoint: Path) -> Path:
     for candidate in [folder / "tokenizer.bin", *sorted(folder.glob("tok*.bin"))]:
         if candidate.is_file() and candidate.resolve() != checkpoint.resolve():
             return candidate
-    raise ZooError(
+    raise TokenizerError(
         f"no tokenizer next to {checkpoint} (looked for tokenizer.bin and tok*.bin); "
         "pass --tokenizer PATH (a llama2.c tokenizer.bin or a sentencepiece .model)"
     )
 
 
 def load_tokenizer(path: Path) -> Any:
-    """A llama2.c `.bin` vocabulary, or any tokenizer `zoo.core.tokenizer` reads."""
+    """A llama2.c `.bin` vocabulary, or any tokenizer `zoo.core.checkpoints.tokenizer` reads."""
     if path.is_file() and path.suffix == ".bin":
         return Llama2cTokenizer(path)
-    from zoo.core.tokenizer import load_tokenizer as load_core_tokenizer
+    from zoo.core.checkpoints.tokenizer import load_tokenizer as load_core_tokenizer
 
     return load_core_tokenizer(path)
 
@@ -222,6 +222,7 @@ class Llama2cTokenizer:
 
     bos_token_id: int | None = BOS
     eos_token_ids: tuple[int, ...] = (EOS,)
+    chat_template: str | None = None
 
     def __init__(self, path: Path) -> None:
         self.pieces, self.scores = _read_vocab(path)
@@ -255,6 +256,9 @@ class Llama2cTokenizer:
         data = b"".join(self._text[int(i)] for i in ids if int(i) not in (BOS, EOS))
         return data.decode("utf-8", errors="replace")
 
+    def render_chat(self, messages: Sequence[dict[str, str]]) -> str:
+        raise TokenizerError("this model's tokenizer has no chat template")
+
     def _piece_ids(self, piece: bytes) -> list[int]:
         """The piece's id, else one byte-fallback token per byte."""
         if piece in self._ids:
@@ -270,20 +274,28 @@ def _read_vocab(path: Path) -> tuple[list[bytes], list[float]]:
     try:
         data = path.read_bytes()
     except OSError as error:
-        raise ZooError(f"cannot read tokenizer {path}: {error}") from None
+        raise TokenizerError(f"cannot read tokenizer {path}: {error}") from None
     pieces: list[bytes] = []
     scores: list[float] = []
     at = 4  # skip max_token_length
     while at < len(data):
         if at + 8 > len(data):
-            raise ZooError(f"{path} is not a llama2.c tokenizer (truncated entry at byte {at})")
+            raise TokenizerError(f"{path} is not a llama2.c tokenizer (truncated entry at byte {at})")
         score, length = struct.unpack_from("<fi", data, at)
         at += 8
         if length < 0 or at + length > len(data):
-            raise ZooError(f"{path} is not a llama2.c tokenizer (bad token length at byte {at - 4})")
+            raise TokenizerError(f"{path} is not a llama2.c tokenizer (bad token length at byte {at - 4})")
         pieces.append(data[at : at + length])
         scores.append(score)
         at += length
     if len(data) < 4 or not pieces:
-        raise ZooError(f"{path} is not a llama2.c tokenizer (no tokens)")
+        raise TokenizerError(f"{path} is not a llama2.c tokenizer (no tokens)")
     return pieces, scores
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """The HF-style `config.json` of a legacy llama2.c checkpoint, from its header alone."""
+    header = read_header(path)
+    if header is None:
+        raise WeightsError(f"{path} is not a llama2.c checkpoint (its size does not match its header)")
+    return header.hf_config()

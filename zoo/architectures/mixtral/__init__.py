@@ -1,12 +1,12 @@
 """Mixtral: the built-in plugin for `MixtralForCausalLM` checkpoints.
 
 Llama's attention, norms and embeddings, with a sparse mixture of SwiGLU
-experts (`zoo.core.moe.SparseMoE`) in place of the feed-forward.
+experts (`zoo.core.blocks.moe.SparseMoE`) in place of the feed-forward.
 """
 
 from __future__ import annotations
 
-from zoo.core.architecture import Architecture, ModelAlias
+from zoo.core.architecture import Architecture, ModelAlias, Variant
 from zoo.plugins.hookspecs import hookimpl
 
 from .config import MixtralConfig
@@ -14,9 +14,16 @@ from .config import MixtralConfig
 ARCHITECTURE = Architecture(
     name="MixtralForCausalLM",
     config_class=MixtralConfig,
-    build_model="zoo.architectures.mixtral.model:build_model",
-    map_weights="zoo.architectures.mixtral.weights:map_weights",
+    map_weights="zoo.core.checkpoints.mapping:map_llama_style",
     description="Mixtral: Llama attention with a top-k routed mixture of SwiGLU experts",
+    variants=(
+        Variant("4-experts-top2-window", {
+            "architectures": ["MixtralForCausalLM"], "model_type": "mixtral", "vocab_size": 256,
+            "hidden_size": 32, "intermediate_size": 40, "num_hidden_layers": 2, "num_attention_heads": 4,
+            "num_key_value_heads": 2, "num_local_experts": 4, "num_experts_per_tok": 2,
+            "max_position_embeddings": 64, "sliding_window": 6,
+        }, prompt_lengths=(9, 4), new_tokens=10),
+    ),
 )
 
 # The essential fields of Mixtral-8x7B's `config.json` (base and instruct share them).

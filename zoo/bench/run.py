@@ -1,0 +1,149 @@
+"""`zoo bench`: zoo's engine against HF transformers `generate` on the same weights.
+
+For each context length, a prompt of that many random token ids (fixed seed)
+goes through both sides with greedy decoding and a fixed number of new tokens
+(no early stop). Prefill is the time from the call to the first new token;
+decode is the time for the remaining `new_tokens - 1` tokens, so the two are
+measured within one run. Each figure is the median of a few runs, after one
+warm-up run per side.
+
+The model goes through the same loader as `zoo run` (`prepare_model`,
+`compile_prepared`); with `random_weights`, transformers builds the model from
+the reference's config (seeded; an alias's stored config needs no download)
+and zoo compiles that same state dict.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from zoo.core.architecture import Checkpoint
+from zoo.core.errors import OptionsError
+from zoo.core.loader import PreparedModel, check_device_options, compile_prepared, describe_device, prepare_model
+from zoo.core.registry import Registry
+from zoo.core.resolve import resolve_model
+
+from .measure import SEED, Log, Rates, log_stderr, measure, peak_memory_mb
+from .report import context_row, format_report, growth
+from .runners import HFRunner, ZooRunner, hf_model_on, random_hf_model
+
+__all__ = ["bench_model", "format_report"]
+
+
+def check_request(contexts: Sequence[int], new_tokens: int, repeats: int) -> list[int]:
+    """Validates the options that need no model; returns the contexts sorted and deduplicated."""
+    if not contexts:
+        raise OptionsError("--contexts needs at least one context length")
+    if any(int(c) != c or c < 1 for c in contexts):
+        raise OptionsError(f"--contexts must be positive integers, got {list(contexts)}")
+    if new_tokens < 2:
+        raise OptionsError(f"--new-tokens must be at least 2 (decode is timed after the first token), got {new_tokens}")
+    if repeats < 1:
+        raise OptionsError(f"repeats must be at least 1, got {repeats}")
+    return sorted({int(c) for c in contexts})
+
+
+def check_fits(model_ref: str, contexts: Sequence[int], new_tokens: int, context_length: int) -> None:
+    """Every prompt plus its new tokens must fit the model's context."""
+    longest = max(contexts)
+    if longest + new_tokens > context_length:
+        raise OptionsError(
+            f"context {longest} + {new_tokens} new tokens exceed {model_ref}'s context length "
+            f"{context_length}; use contexts up to {context_length - new_tokens} or fewer --new-tokens"
+        )
+
+
+def prepare_random(ref: str, registry: Registry | None) -> tuple[PreparedModel, Any]:
+    """The reference's config with seeded random weights built by transformers (and that model)."""
+    resolved = resolve_model(ref, registry)
+    log_stderr(f"building {ref} with random weights (seed {SEED}) from its config")
+    model = random_hf_model(resolved.hf_config, SEED)
+    checkpoint = Checkpoint(resolved.hf_config, dict(model.state_dict()), None, source="random")
+    return PreparedModel(resolved, resolved.config, checkpoint), model
+
+
+def bench_model(
+    ref: str,
+    *,
+    random_weights: bool = False,
+    contexts: Sequence[int] = (16, 256, 768),
+    new_tokens: int = 64,
+    device: str = "cpu",
+    dtype: str | None = None,
+    with_transformers: bool = True,
+    weights: Path | None = None,
+    tokenizer: Path | None = None,
+    registry: Registry | None = None,
+    repeats: int = 3,
+    log: Log = log_stderr,
+) -> dict[str, Any]:
+    """Benchmarks `ref` and returns the JSON-ready report (see `format_report`)."""
+    contexts = check_request(contexts, new_tokens, repeats)
+    check_device_options(device, dtype)
+    started = time.perf_counter()
+    if random_weights:
+        prepared, hf_model = prepare_random(ref, registry)
+    else:
+        prepared, hf_model = prepare_model(ref, registry, weights=weights, tokenizer=tokenizer), None
+    config = prepared.config
+    check_fits(ref, contexts, new_tokens, config.context_length)
+    threads = os.cpu_count() or 1
+    torch_threads = _set_torch_threads(threads)
+    try:
+        loaded = compile_prepared(prepared, device=device, dtype=dtype)
+        ready = time.perf_counter() - started
+        zoo = measure(contexts, config.vocab_size, new_tokens, repeats, ZooRunner(loaded), "engine", log)
+        hf: dict[int, Rates] = {}
+        hf_info: dict[str, Any] = {}
+        if with_transformers:
+            runner = _hf_runner(prepared, hf_model, loaded)
+            hf_info = runner.describe()
+            hf = measure(contexts, config.vocab_size, new_tokens, repeats, runner, "transformers", log)
+    finally:
+        _set_torch_threads(torch_threads)
+
+    rows = [context_row(c, zoo[c], hf.get(c)) for c in contexts]
+    return {
+        "model": ref,
+        "architecture": prepared.resolved.architecture.name,
+        "random_weights": random_weights,
+        "weights": prepared.checkpoint.source,
+        "device": describe_device(loaded.device),
+        "dtype": loaded.dtype.name,
+        "threads": threads,
+        "new_tokens": new_tokens,
+        "repeats": repeats,
+        "compile_seconds": loaded.compile_seconds,
+        "load_seconds": ready,
+        "peak_memory_mb": peak_memory_mb(),
+        **hf_info,
+        "contexts": rows,
+        "decode_ms_growth": growth(rows, "zoo_decode_ms_per_token"),
+        "transformers_decode_ms_growth": growth(rows, "transformers_decode_ms_per_token"),
+    }
+
+
+def _hf_runner(prepared: PreparedModel, hf_model: Any, loaded: Any) -> HFRunner:
+    import torch
+
+    from zoo.core.loader import torch_dtype_for
+
+    source = prepared.resolved.source
+    if hf_model is None:
+        folder = source.path if source.kind == "dir" and prepared.resolved.single_file is False else None
+        hf_model = hf_model_on(prepared.checkpoint.hf_config, dict(prepared.checkpoint.tensors), folder)
+    torch_device = "cuda" if not loaded.device.is_host and torch.cuda.is_available() else "cpu"
+    return HFRunner(hf_model.to(device=torch_device, dtype=torch_dtype_for(loaded.dtype)).eval(), torch_device)
+
+
+def _set_torch_threads(count: int) -> int:
+    """Sets torch's intra-op threads; returns the previous count."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    return previous

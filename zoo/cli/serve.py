@@ -1,0 +1,41 @@
+"""`zoo serve`: MAX's OpenAI-compatible server (`max serve`) running the zoo model."""
+
+from __future__ import annotations
+
+import click
+
+from zoo.core.errors import OptionsError
+
+from .common import registry
+
+
+@click.command("serve", context_settings={"ignore_unknown_options": True})
+@click.argument("model")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", type=int, default=8000, show_default=True, help="TCP port.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "gpu"]), default="auto", show_default=True, help="Where to run.")
+@click.option("--dtype", type=click.Choice(["float32", "bfloat16"]), default=None, help="Weights dtype [default: float32].")
+@click.option("--max-length", type=int, default=None, help="Longest prompt + completion, in tokens [default: the model's context].")
+@click.option("--dry-run", is_flag=True, help="Print the equivalent `max serve` command and exit.")
+@click.argument("max_args", nargs=-1, type=click.UNPROCESSED)
+def serve_command(model: str, host: str, port: int, device: str, dtype: str | None, max_length: int | None,
+                  dry_run: bool, max_args: tuple[str, ...]) -> None:
+    """Serve MODEL over an OpenAI-compatible HTTP API with MAX's own server (`max serve`).
+
+    Arguments after `--` go to `max serve` unchanged (e.g. `-- --max-batch-size 4`).
+    """
+    from zoo.serving.command import check_port_free, check_serving_installed, exec_server, plan_serve
+
+    if max_length is not None and max_length < 1:
+        raise OptionsError("--max-length must be at least 1")
+    plan = plan_serve(model, registry(), host=host, port=port, device=device, dtype=dtype,
+                      max_length=max_length, extra=max_args)
+    if dry_run:
+        click.echo(plan.max_command())
+        return
+    check_serving_installed()
+    check_port_free(host, port)
+    click.echo(f"zoo: serving {model} ({plan.architecture}) at {plan.endpoint} "
+               f"(OpenAI-compatible: /v1/completions, /v1/chat/completions; model name {model!r}); Ctrl-C stops", err=True)
+    click.echo(f"zoo: same as: {plan.max_command()}", err=True)
+    exec_server(plan)

@@ -1,0 +1,110 @@
+"""Hand-written CPU kernels for the decode step, as MAX custom ops (Mojo, in `mojo/`).
+
+Decoding reads every weight once per token for a single row of activations,
+and MAX's CPU matmul reads weights at about 18 GB/s on this kind of machine
+for one row. `zoo_rowdot` computes `x @ w.T (+ bias, + GELU)` for a few rows
+of x by streaming w's rows once, spread over the cores; `zoo_decode_attention`
+does one new token's attention over its cache in a single op. Only the
+one-token decode graph uses them: `decode_kernels()` is active while that
+graph is traced. Prefill keeps MAX's matmul, which is far better for many
+rows, and so do non-float32 weights and accelerators.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any
+
+PACKAGE = Path(__file__).parent / "mojo"
+SWITCH = "ZOO_DECODE_KERNEL"  # set to 0 to decode with MAX's matmul (one graph per model)
+_ACTIVE: ContextVar[bool] = ContextVar("zoo_decode_kernels", default=False)
+
+
+@contextmanager
+def decode_kernels() -> Iterator[None]:
+    """Makes `linear` use the row-dot kernel while a decode graph is traced."""
+    token = _ACTIVE.set(True)
+    try:
+        yield
+    finally:
+        _ACTIVE.reset(token)
+
+
+def applies(device: Any, dtype: Any) -> bool:
+    """Whether models on `device` in `dtype` get the one-token decode graph with this kernel."""
+    from max.dtype import DType
+
+    return device.is_host and dtype == DType.float32 and os.environ.get(SWITCH, "1") != "0"
+
+
+def _on(x: Any) -> bool:
+    """Whether `x` is traced into a decode graph that takes these kernels."""
+    from max.dtype import DType
+
+    return _ACTIVE.get() and x.device.is_host and x.dtype == DType.float32
+
+
+def linear(x: Any, weight: Any, bias: Any = None, activation: str | None = None) -> Any:
+    """`activation(x @ weight.T + bias)`, through the row-dot kernel inside `decode_kernels()`
+    on the CPU. `activation` is None or "gelu_tanh" (the kernel applies it as it stores,
+    when there is a bias)."""
+    from max.dtype import DType
+    from max.experimental import functional as F
+    from max.graph import DeviceRef, TensorType
+
+    if activation not in (None, "gelu_tanh"):
+        raise ValueError(f"unsupported activation {activation!r}")
+    if not (_on(x) and weight.dtype == x.dtype and (activation is None or bias is not None)):
+        y = x @ weight.T if bias is None else x @ weight.T + bias
+        return y if activation is None else F.gelu(y, approximate="tanh")
+
+    lead, k = list(x.shape[:-1]), x.shape[-1]
+    rows = lead[0]
+    for dim in lead[1:]:
+        rows = rows * dim
+    inputs = [x.reshape((rows, k)), weight]
+    if bias is not None:
+        inputs.append(bias.reshape((1, weight.shape[0])))
+    out_type = TensorType(DType.float32, (rows, weight.shape[0]), device=DeviceRef.from_device(x.device))
+    name = "zoo_rowdot" if bias is None else "zoo_rowdot_bias" if activation is None else "zoo_rowdot_bias_gelu_tanh"
+    (y,) = F.custom(name, x.device, inputs, [out_type])
+    return y.reshape((*lead, weight.shape[0]))
+
+
+def decode_attention(
+    q: Any, past_k: Any, past_v: Any, new_k: Any, new_v: Any, mask: Any, scale: float, softcap: float | None = None
+) -> Any | None:
+    """One new token's attention over its cache through `zoo_decode_attention`, or None
+    where the kernel does not apply (prefill, other dtypes, accelerators).
+
+    Shapes as in `attention.grouped_attention`: q (B, H, 1, D); keys transposed,
+    past_k (B, Hkv, D, P) and new_k (B, Hkv, D, 1); values past_v (B, Hkv, P, D)
+    and new_v (B, Hkv, 1, D); mask (B, 1, 1, P + 1). Scores are scaled by `scale`
+    and soft-capped at `softcap` (None: no cap) before the mask. Returns (B, H, 1, D).
+    """
+    if not (_on(q) and q.shape[2] == 1 and past_k.dtype == q.dtype):
+        return None
+    import numpy as np
+    from max.dtype import DType
+    from max.experimental import functional as F
+    from max.graph import DeviceRef, TensorType
+
+    batch, heads, _, dim = q.shape
+    kv_heads = past_k.shape[1]
+    settings = F.constant(np.array([scale, softcap or 0.0], dtype=np.float32), DType.float32, q.device)
+    inputs = [
+        q.reshape((batch, heads, dim)),
+        past_k,
+        past_v,
+        new_k.reshape((batch, kv_heads, dim)),
+        new_v.reshape((batch, kv_heads, dim)),
+        mask.reshape((batch, mask.shape[-1])),
+        settings,
+    ]
+    out_type = TensorType(DType.float32, (batch, heads, dim), device=DeviceRef.from_device(q.device))
+    (out,) = F.custom("zoo_decode_attention", q.device, inputs, [out_type])
+    return out.reshape((batch, heads, 1, dim))

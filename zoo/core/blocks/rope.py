@@ -1,0 +1,123 @@
+"""Rotary frequencies from a HF config, including HF's rope-scaling variants (NumPy only, no MAX).
+
+Supported rope types: default, linear, llama3 and longrope (Phi-3). Anything
+else is refused with a one-line error rather than run wrong.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from zoo.core.errors import UnsupportedModelError
+
+SUPPORTED = ("default", "linear", "llama3", "longrope")
+
+
+@dataclass(frozen=True)
+class RotarySpec:
+    """What the rotary block needs: inverse frequencies and the cos/sin scale.
+
+    LongRoPE switches to `long_inv_freq` for a whole call once any position in
+    it reaches `long_after` (as transformers does, per forward call).
+    """
+
+    inv_freq: tuple[float, ...]
+    attention_scaling: float = 1.0
+    long_inv_freq: tuple[float, ...] | None = None
+    long_after: int | None = None
+
+
+def rope_settings(hf: Mapping[str, Any]) -> tuple[float, dict[str, Any]]:
+    """(theta, scaling dict) from either the old (`rope_theta` + `rope_scaling`) or the
+    transformers-5 (`rope_parameters`) layout. The scaling dict has `rope_type` unless default."""
+    params = hf.get("rope_parameters") or {}
+    scaling = hf.get("rope_scaling") or {}
+    if not isinstance(params, Mapping) or not isinstance(scaling, Mapping):
+        from zoo.core.errors import ConfigError
+
+        raise ConfigError("config.json: rope_parameters / rope_scaling must be JSON objects")
+    theta = params.get("rope_theta", hf.get("rope_theta", 10000.0))
+    merged = {**scaling, **params}
+    merged.pop("rope_theta", None)
+    kind = merged.pop("rope_type", None) or merged.pop("type", None) or "default"
+    merged.pop("type", None)
+    if kind not in SUPPORTED:
+        raise UnsupportedModelError(f"rope scaling type {kind!r} is not supported (supported: {', '.join(SUPPORTED)})")
+    if isinstance(theta, bool) or not isinstance(theta, (int, float)) or not theta > 0 or not math.isfinite(theta):
+        from zoo.core.errors import ConfigError
+
+        raise ConfigError(f"config.json: rope_theta must be a positive number, got {theta!r}")
+    return float(theta), ({} if kind == "default" else {"rope_type": kind, **merged})
+
+
+def _base_inv_freq(dim: int, theta: float) -> np.ndarray:
+    exponents = np.arange(0, dim, 2, dtype=np.int64).astype(np.float32) / np.float32(dim)
+    return (1.0 / (np.float32(theta) ** exponents)).astype(np.float32)
+
+
+def rope_inv_freq(dim: int, theta: float, scaling: Mapping[str, Any] | None = None, max_position: int | None = None) -> np.ndarray:
+    """Inverse frequencies (dim/2,) in float32 as transformers computes them (LongRoPE: the short factors)."""
+    return np.asarray(rotary_spec(dim, theta, scaling, max_position).inv_freq, dtype=np.float32)
+
+
+def rotary_spec(dim: int, theta: float, scaling: Mapping[str, Any] | None = None, max_position: int | None = None) -> RotarySpec:
+    """The rotary parameters for `dim` rotating dimensions under `scaling`."""
+    scaling = dict(scaling or {})
+    kind = scaling.get("rope_type", "default")
+    base = _base_inv_freq(dim, theta)
+    try:
+        if kind == "default":
+            return RotarySpec(tuple(base.tolist()))
+        if kind == "linear":
+            return RotarySpec(tuple((base / np.float32(scaling["factor"])).astype(np.float32).tolist()))
+        if kind == "llama3":
+            return RotarySpec(tuple(_llama3(base, scaling).tolist()))
+        if kind == "longrope":
+            return _longrope(dim, theta, scaling, max_position)
+    except KeyError as missing:
+        from zoo.core.errors import ConfigError
+
+        raise ConfigError(f"config.json: {kind} rope scaling lacks {missing.args[0]!r}") from None
+    raise UnsupportedModelError(f"rope scaling type {kind!r} is not supported (supported: {', '.join(SUPPORTED)})")
+
+
+def _llama3(inv_freq: np.ndarray, scaling: Mapping[str, Any]) -> np.ndarray:
+    factor = float(scaling["factor"])
+    low = float(scaling["low_freq_factor"])
+    high = float(scaling["high_freq_factor"])
+    original = float(scaling["original_max_position_embeddings"])
+    low_wavelen = original / low
+    high_wavelen = original / high
+    wavelen = 2 * math.pi / inv_freq
+    scaled = np.where(wavelen > low_wavelen, inv_freq / factor, inv_freq)
+    smooth = (original / wavelen - low) / (high - low)
+    smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+    medium = ~(wavelen < high_wavelen) & ~(wavelen > low_wavelen)
+    return np.where(medium, smoothed, scaled).astype(np.float32)
+
+
+def _longrope(dim: int, theta: float, scaling: Mapping[str, Any], max_position: int | None) -> RotarySpec:
+    original = int(scaling["original_max_position_embeddings"])
+    factor = scaling.get("factor")
+    if factor is None:
+        factor = (max_position or original) / original
+    attention = scaling.get("attention_factor")
+    if attention is None:
+        attention = 1.0 if factor <= 1.0 else math.sqrt(1 + math.log(factor) / math.log(original))
+    shape = np.arange(0, dim, 2, dtype=np.int64).astype(np.float32) / np.float32(dim)
+    powers = np.float32(theta) ** shape
+
+    def inv(factors: Any) -> tuple[float, ...]:
+        ext = np.asarray(factors, dtype=np.float32)
+        if ext.shape != powers.shape:
+            from zoo.core.errors import ConfigError
+
+            raise ConfigError(f"config.json: longrope factors need {powers.shape[0]} values, got {ext.shape}")
+        return tuple((1.0 / (ext * powers)).astype(np.float32).tolist())
+
+    return RotarySpec(inv(scaling["short_factor"]), float(attention), inv(scaling["long_factor"]), original)

@@ -1,0 +1,92 @@
+"""Where a model comes from: an alias, a hub repo id, a local directory or a file."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from zoo.core.architecture import ModelAlias
+from zoo.core.errors import DownloadError, ModelNotFoundError
+from zoo.core.registry import Registry
+
+_REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+
+# What a model directory needs from the hub: configs, tokenizer files and safetensors weights.
+_HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "tokenizer*"]
+_HUB_FALLBACK_PATTERNS = ["pytorch_model*.bin"]
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """A resolved model reference."""
+
+    ref: str
+    kind: str  # "alias", "hub", "dir" or "file"
+    path: Path | None = None
+    repo_id: str | None = None
+    alias: ModelAlias | None = None
+
+    def describe(self) -> str:
+        if self.kind in ("dir", "file"):
+            return str(self.path)
+        suffix = f" (alias {self.alias.name})" if self.alias else ""
+        return f"hf://{self.repo_id}{suffix}"
+
+
+def resolve_source(ref: str, registry: Registry) -> ModelSource:
+    """Turns what the user typed into a `ModelSource`, or a ZooError with close matches."""
+    path = Path(ref).expanduser()
+    if path.is_dir():
+        return ModelSource(ref, "dir", path=path)
+    if path.is_file():
+        return ModelSource(ref, "file", path=path)
+    alias = registry.aliases.get(ref) or {a.lower(): v for a, v in registry.aliases.items()}.get(ref.lower())
+    if alias is not None:
+        return ModelSource(ref, "alias", repo_id=alias.repo_id, alias=alias)
+    if _REPO_ID.match(ref) and not ref.startswith((".", "/")):
+        return ModelSource(ref, "hub", repo_id=ref)
+    matches = registry.close_matches(ref)
+    hint = f"; did you mean {', '.join(matches)}?" if matches else ""
+    raise ModelNotFoundError(f"unknown model {ref!r}{hint} (`zoo list` shows every model; a hub id looks like owner/name)")
+
+
+def download(repo_id: str) -> Path:
+    """Fetches a hub checkpoint into the standard HF cache (or finds it there).
+
+    Honours `HF_HUB_OFFLINE=1` and an already-filled cache; shows the hub's
+    progress bars on stderr.
+    """
+    from huggingface_hub import snapshot_download
+
+    try:
+        folder = Path(snapshot_download(repo_id, allow_patterns=_HUB_PATTERNS))
+        if not any(folder.glob("*.safetensors")):
+            folder = Path(snapshot_download(repo_id, allow_patterns=_HUB_PATTERNS + _HUB_FALLBACK_PATTERNS))
+    except Exception as error:
+        raise DownloadError(_download_failure(repo_id, error)) from None
+    return folder
+
+
+def download_file(repo_id: str, filename: str) -> Path:
+    """Fetches one file of a hub repo into the HF cache (or finds it there)."""
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return Path(hf_hub_download(repo_id, filename))
+    except Exception as error:
+        raise DownloadError(_download_failure(f"{repo_id}/{filename}", error)) from None
+
+
+def _download_failure(repo_id: str, error: Exception) -> str:
+    name = type(error).__name__
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+    if name in ("RepositoryNotFoundError", "GatedRepoError"):
+        return f"cannot download {repo_id!r}: the hub has no such public repository (or it is gated: log in with `hf auth login`)"
+    if offline:
+        return f"{repo_id!r} is not in the Hugging Face cache and HF_HUB_OFFLINE=1 forbids downloading it; unset it to download, or pass a local directory"
+    if name in ("LocalEntryNotFoundError", "OfflineModeIsEnabled"):
+        return f"cannot reach the Hugging Face Hub and {repo_id!r} is not in the local cache; check the network, or pass a local directory"
+    first_line = str(error).strip().splitlines()[0] if str(error).strip() else name
+    return f"cannot download {repo_id!r} from the Hugging Face Hub ({name}: {first_line}); check the network or pass a local directory"

@@ -1,0 +1,126 @@
+"""Tokenizers: one small interface over HF fast tokenizers and sentencepiece models."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from zoo.core.errors import TokenizerError, ZooError
+
+Message = dict[str, str]
+
+
+class Tokenizer(Protocol):
+    """What the engine and the API need from a tokenizer."""
+
+    eos_token_ids: tuple[int, ...]
+    bos_token_id: int | None
+    chat_template: str | None
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of token ids the tokenizer can produce (the largest id + 1)."""
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids for `text`, with the BOS token when the model expects one."""
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Text for `ids`, special tokens left out."""
+
+    def render_chat(self, messages: Sequence[Message]) -> str:
+        """The prompt for `messages` through the chat template, ready for the assistant's turn."""
+
+
+class HFTokenizer:
+    """A `transformers` fast tokenizer."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.hf = tokenizer
+        eos = tokenizer.eos_token_id
+        self.eos_token_ids: tuple[int, ...] = () if eos is None else (int(eos),)
+        self.bos_token_id: int | None = tokenizer.bos_token_id
+        self.chat_template: str | None = getattr(tokenizer, "chat_template", None) or None
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.hf)
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.hf(text)["input_ids"])
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.hf.decode(list(ids), skip_special_tokens=True)
+
+    def render_chat(self, messages: Sequence[Message]) -> str:
+        if not self.chat_template:
+            raise TokenizerError("this model's tokenizer has no chat template")
+        try:
+            return self.hf.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
+        except Exception as error:
+            raise TokenizerError(f"the chat template failed on these messages: {error}") from None
+
+
+class SentencePieceTokenizer:
+    """A sentencepiece `.model` (Llama 1/2, llama2.c): BOS prepended, as those models were trained."""
+
+    chat_template: str | None = None
+
+    def __init__(self, path: Path) -> None:
+        import sentencepiece
+
+        self.sp = sentencepiece.SentencePieceProcessor(model_file=str(path))
+        self.bos_token_id: int | None = self.sp.bos_id() if self.sp.bos_id() >= 0 else None
+        self.eos_token_ids: tuple[int, ...] = (self.sp.eos_id(),) if self.sp.eos_id() >= 0 else ()
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.sp.get_piece_size())
+
+    def encode(self, text: str) -> list[int]:
+        ids = self.sp.encode(text)
+        return ([self.bos_token_id] if self.bos_token_id is not None else []) + ids
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.sp.decode([int(i) for i in ids])
+
+    def render_chat(self, messages: Sequence[Message]) -> str:
+        raise TokenizerError("this model's tokenizer has no chat template")
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+
+
+def has_tokenizer_files(folder: Path) -> bool:
+    return any((folder / name).is_file() for name in TOKENIZER_FILES)
+
+
+def load_tokenizer(path: Path) -> Tokenizer:
+    """Loads the tokenizer in `path`: a model directory, `tokenizer.json` or a sentencepiece `.model`."""
+    try:
+        if path.is_file():
+            if path.suffix == ".model":
+                return SentencePieceTokenizer(path)
+            if path.name.endswith(".json"):
+                from transformers import PreTrainedTokenizerFast
+
+                return HFTokenizer(PreTrainedTokenizerFast(tokenizer_file=str(path)))
+            raise TokenizerError(f"unrecognised tokenizer file {path} (expected tokenizer.json or a sentencepiece .model)")
+        if (path / "tokenizer.json").is_file() or (path / "tokenizer_config.json").is_file():
+            from transformers import AutoTokenizer
+
+            return HFTokenizer(AutoTokenizer.from_pretrained(str(path)))
+        if (path / "vocab.json").is_file() and (path / "merges.txt").is_file():
+            from transformers import GPT2TokenizerFast
+
+            return HFTokenizer(GPT2TokenizerFast.from_pretrained(str(path)))
+        if (path / "tokenizer.model").is_file():
+            return SentencePieceTokenizer(path / "tokenizer.model")
+    except ZooError:
+        raise
+    except Exception as error:
+        text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise TokenizerError(f"cannot load the tokenizer from {path}: {text}") from None
+    raise TokenizerError(
+        f"no tokenizer in {path} (tokenizer.json, vocab.json + merges.txt or tokenizer.model); pass --tokenizer PATH"
+    )

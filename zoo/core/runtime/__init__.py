@@ -1,0 +1,1 @@
+"""Running models: the KV-cached engine, its cache, sampling, text generation and process tuning."""

@@ -1,0 +1,134 @@
+"""Text in, text out: tokenizing, streaming deltas, EOS and stop strings over the engine."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from zoo.core.checkpoints.tokenizer import Tokenizer
+from zoo.core.config import ModelConfig
+from zoo.core.errors import PromptError, TokenizerError
+
+from .engine import Engine
+from .sampling import SamplingOptions
+
+if TYPE_CHECKING:
+    from zoo.core.loader import LoadedModel
+
+
+@dataclass
+class Completion:
+    """One prompt's result; `finish_reason` is eos, stop, length or context."""
+
+    prompt: str
+    prompt_ids: list[int]
+    prompt_text: str = ""  # the prompt ids decoded, to cut continuations from
+    token_ids: list[int] = field(default_factory=list)
+    text: str = ""
+    finish_reason: str | None = None
+    emitted: int = 0  # characters of `text` already streamed
+
+    @property
+    def done(self) -> bool:
+        return self.finish_reason is not None
+
+
+def encode_prompts(tokenizer: Tokenizer, config: ModelConfig, prompts: Sequence[str]) -> list[list[int]]:
+    """Token ids of every prompt, checked before anything runs: no prompt empty, each shorter
+    than the context, every id in the vocabulary."""
+    if not prompts:
+        raise PromptError("no prompt given")
+    encoded = []
+    for number, prompt in enumerate(prompts, 1):
+        label = "the prompt" if len(prompts) == 1 else f"prompt {number}"
+        if not isinstance(prompt, str):
+            raise PromptError(f"{label} must be a string, got {type(prompt).__name__}")
+        if not prompt.strip():
+            raise PromptError(f"{label} is empty")
+        ids = tokenizer.encode(prompt)
+        if not ids:
+            raise PromptError(f"{label} is empty after tokenization")
+        if len(ids) >= config.context_length:
+            raise PromptError(
+                f"{label} is {len(ids)} tokens but the model's context is {config.context_length}; "
+                f"shorten it to at most {config.context_length - 1} tokens"
+            )
+        bad = [i for i in ids if not 0 <= i < config.vocab_size]
+        if bad:
+            raise PromptError(f"{label} has token id {bad[0]}, outside the model's vocabulary of {config.vocab_size}")
+        encoded.append(ids)
+    return encoded
+
+
+class TextGenerator:
+    """Generates text for one or more prompts with a loaded model."""
+
+    def __init__(self, model: LoadedModel) -> None:
+        if model.tokenizer is None:
+            raise TokenizerError("this model has no tokenizer; pass --tokenizer PATH")
+        self.model = model
+        self.tokenizer: Tokenizer = model.tokenizer
+        self.engine = Engine(model)
+        self.completions: list[Completion] = []
+
+    def stream(self, prompts: Sequence[str], options: SamplingOptions) -> Iterator[tuple[int, str]]:
+        """Yields `(row, new_text)` as tokens arrive; `self.completions` holds the results."""
+        options.check()
+        encoded = encode_prompts(self.tokenizer, self.model.config, prompts)
+        self.completions = [Completion(p, ids, self.tokenizer.decode(ids)) for p, ids in zip(prompts, encoded)]
+        eos = set() if options.ignore_eos else set(self.tokenizer.eos_token_ids)
+        hold = max((len(s) for s in options.stop), default=1) - 1
+        for step_tokens in self.engine.generate([c.prompt_ids for c in self.completions], options):
+            for row, completion in enumerate(self.completions):
+                if completion.done:
+                    continue
+                token = int(step_tokens[row])
+                if token in eos:
+                    completion.finish_reason = "eos"
+                else:
+                    completion.token_ids.append(token)
+                    self._update_text(completion, options.stop)
+                delta = completion.text[completion.emitted :] if completion.done else _safe_delta(completion, hold)
+                if delta:
+                    completion.emitted += len(delta)
+                    yield row, delta
+            if all(c.done for c in self.completions):
+                return
+        for row, completion in enumerate(self.completions):
+            if not completion.done:
+                at_context = len(completion.prompt_ids) + len(completion.token_ids) >= self.model.config.context_length
+                completion.finish_reason = "context" if at_context else "length"
+                delta = completion.text[completion.emitted :]
+                if delta:
+                    completion.emitted += len(delta)
+                    yield row, delta
+
+    def generate(self, prompts: Sequence[str], options: SamplingOptions) -> list[Completion]:
+        for _ in self.stream(prompts, options):
+            pass
+        return self.completions
+
+    def _update_text(self, completion: Completion, stops: Sequence[str]) -> None:
+        # Decode prompt + whole suffix each time and keep what follows the
+        # prompt's text: multi-byte characters split across tokens come out
+        # whole, and tokenizers that drop a leading space when decoding a
+        # fragment (sentencepiece) keep it.
+        full = self.tokenizer.decode(completion.prompt_ids + completion.token_ids)
+        if full.startswith(completion.prompt_text):
+            completion.text = full[len(completion.prompt_text) :]
+        else:
+            completion.text = self.tokenizer.decode(completion.token_ids)
+        found = [at for at in (completion.text.find(stop) for stop in stops) if at >= 0]
+        if found:
+            completion.text = completion.text[: min(found)]
+            completion.finish_reason = "stop"
+
+
+def _safe_delta(completion: Completion, hold: int) -> str:
+    """New text that can no longer change: not a half character, not a possible stop-string start."""
+    text = completion.text
+    end = len(text) - hold
+    while end > completion.emitted and text[end - 1] == "\ufffd":
+        end -= 1
+    return text[completion.emitted : end] if end > completion.emitted else ""
