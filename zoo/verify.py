@@ -86,7 +86,9 @@ def random_reference(architecture: Architecture, hf_config: Mapping[str, Any], s
     """The transformers reference model for `hf_config`, every weight, norm scale and bias random."""
     import torch
     from transformers import AutoConfig
+    from transformers.utils import logging
 
+    logging.disable_progress_bar()
     fields = {k: v for k, v in hf_config.items() if k not in ("model_type",)}
     model_type = hf_config.get("model_type")
     if not model_type:

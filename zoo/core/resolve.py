@@ -130,9 +130,6 @@ def check_common(config: ModelConfig) -> None:
             raise ConfigError(f"{name} must be between 1 and {high}, got {value}")
     if config.n_heads % config.n_kv_heads:
         raise ConfigError(f"the head count ({config.n_heads}) is not a multiple of the key/value head count ({config.n_kv_heads})")
-    for token in (*config.eos_token_ids, *([config.bos_token_id] if config.bos_token_id is not None else [])):
-        if not 0 <= token < config.vocab_size:
-            raise ConfigError(f"special token id {token} is outside the vocabulary of {config.vocab_size}")
 
 
 def read_checkpoint(
