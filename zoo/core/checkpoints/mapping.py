@@ -36,7 +36,16 @@ _SKIPPED = re.compile(r"(^|\.)rotary_emb\.inv_freq$")
 
 
 def concat_rows(*tensors: Any) -> Any:
-    """Stacks weights (or biases) of projections that run as one fused matmul."""
+    """Stacks weights (or biases) of projections that run as one fused matmul; quantized
+    weights are stacked row by row without decoding."""
+    from .quantized import QuantizedWeight
+
+    if any(isinstance(t, QuantizedWeight) for t in tensors):
+        if not all(isinstance(t, QuantizedWeight) for t in tensors):
+            from zoo.core.errors import WeightsError
+
+            raise WeightsError("cannot fuse a quantized weight with a float one")
+        return QuantizedWeight.concat_rows(tensors)
     import torch
 
     return torch.cat(tensors, dim=0)

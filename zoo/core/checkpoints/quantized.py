@@ -1,0 +1,94 @@
+"""Weights kept in a low-precision encoding (GGML block formats and bfloat16) instead of float32.
+
+A `QuantizedWeight` is a 2-D weight of logical shape (rows, cols) whose rows are
+stored as GGML blocks along the columns, raw bytes per row. Rows are
+independent, so weight mappers can concatenate, slice and permute rows
+(fused q/k/v, gate/up) without decoding. Dequantizing is NumPy (the `gguf`
+package's reference decoders).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from zoo.core.errors import WeightsError
+
+# encoding -> (values per block, bytes per block)
+ENCODINGS: dict[str, tuple[int, int]] = {
+    "bf16": (1, 2),
+    "f16": (1, 2),
+    "q8_0": (32, 34),
+    "q4_0": (32, 18),
+    "q4_k": (256, 144),
+    "q5_k": (256, 176),
+    "q6_k": (256, 210),
+}
+
+
+def _ggml_type(encoding: str) -> object:
+    from gguf import GGMLQuantizationType
+
+    return GGMLQuantizationType[encoding.upper()]
+
+
+@dataclass(frozen=True, eq=False)
+class QuantizedWeight:
+    """A (rows, cols) weight stored as raw GGML rows: `data` is uint8 (rows, bytes_per_row)."""
+
+    encoding: str
+    shape: tuple[int, int]
+    data: np.ndarray
+
+    def __post_init__(self) -> None:
+        if self.encoding not in ENCODINGS:
+            raise WeightsError(f"unknown weight encoding {self.encoding!r} (known: {', '.join(ENCODINGS)})")
+        rows, cols = self.shape
+        block_values, block_bytes = ENCODINGS[self.encoding]
+        if cols % block_values:
+            raise WeightsError(f"{self.encoding} needs rows of a multiple of {block_values} values, got {cols}")
+        if self.data.dtype != np.uint8 or self.data.shape != (rows, cols // block_values * block_bytes):
+            raise WeightsError(f"{self.encoding} data of shape {self.data.shape} does not hold a {self.shape} weight")
+
+    @property
+    def ndim(self) -> int:
+        return 2
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.data.nbytes)
+
+    @classmethod
+    def quantize(cls, array: np.ndarray, encoding: str) -> "QuantizedWeight":
+        """Encodes a float (rows, cols) array (where the `gguf` package has an encoder)."""
+        from gguf.quants import quantize
+
+        array = np.ascontiguousarray(np.asarray(array, dtype=np.float32))
+        try:
+            data = quantize(array, _ggml_type(encoding))
+        except NotImplementedError:
+            raise WeightsError(f"no {encoding} encoder available") from None
+        return cls(encoding, (int(array.shape[0]), int(array.shape[1])), np.ascontiguousarray(data.view(np.uint8)))
+
+    def dequantize(self) -> np.ndarray:
+        """The float32 (rows, cols) values."""
+        from gguf.quants import dequantize
+
+        return np.asarray(dequantize(self.data, _ggml_type(self.encoding)), dtype=np.float32).reshape(self.shape)
+
+    def rows(self, start: int, stop: int) -> "QuantizedWeight":
+        return QuantizedWeight(self.encoding, (stop - start, self.shape[1]), self.data[start:stop])
+
+    def take_rows(self, order: Sequence[int] | np.ndarray) -> "QuantizedWeight":
+        order = np.asarray(order)
+        return QuantizedWeight(self.encoding, (len(order), self.shape[1]), np.ascontiguousarray(self.data[order]))
+
+    @staticmethod
+    def concat_rows(parts: Sequence["QuantizedWeight"]) -> "QuantizedWeight":
+        encodings = {p.encoding for p in parts}
+        if len(encodings) != 1 or len({p.shape[1] for p in parts}) != 1:
+            raise WeightsError("cannot fuse weights of different encodings or widths")
+        data = np.concatenate([p.data for p in parts], axis=0)
+        return QuantizedWeight(parts[0].encoding, (int(data.shape[0]), parts[0].shape[1]), data)
