@@ -117,10 +117,11 @@ def load_model(
     device: str = "auto",
     dtype: str | None = None,
     verbose: bool = True,
+    need_tokenizer: bool = True,
 ) -> LoadedModel:
     """Resolves, reads, checks and compiles `ref` (alias, hub id, directory or file)."""
     check_device_options(device, dtype)
-    prepared = prepare_model(ref, registry, weights=weights, tokenizer=tokenizer)
+    prepared = prepare_model(ref, registry, weights=weights, tokenizer=tokenizer, need_tokenizer=need_tokenizer)
     return compile_prepared(prepared, device=device, dtype=dtype, verbose=verbose)
 
 
