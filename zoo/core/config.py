@@ -387,14 +387,16 @@ def sliding_window_fields(
     if full_layers is None:
         return {"sliding_window": window, "layer_types": ()}
     kinds = hf_layer_types(fields, n_layers)
+    if window is None:
+        if kinds is not None and "sliding" in kinds:
+            raise ConfigError(
+                "config.json: layer_types has sliding_attention layers but there is no window "
+                "(sliding_window is null or use_sliding_window is false)"
+            )
+        return {"sliding_window": None, "layer_types": ()}
     if kinds is None:
-        first = fields.integer(full_layers, low=0) if window is not None else n_layers
+        first = fields.integer(full_layers, low=0)
         kinds = tuple("sliding" if index >= first else "full" for index in range(n_layers))
-    elif window is None and "sliding" in kinds:
-        raise ConfigError(
-            "config.json: layer_types has sliding_attention layers but there is no window "
-            "(sliding_window is null or use_sliding_window is false)"
-        )
     return {"sliding_window": window, "layer_types": kinds}
 
 
