@@ -58,7 +58,8 @@ class SparseMoE(Module):
 
     `name` must be unique within the model (the layer, say): it names the
     data-dependent token-count dimensions of the grouped form. `grouped` picks
-    the form; `None` picks grouped on CPU and dense on accelerators.
+    the form; `None` picks grouped on CPU and dense on accelerators. `activation` is the
+    experts' gate activation (silu: SwiGLU).
     """
 
     def __init__(
