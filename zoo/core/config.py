@@ -67,6 +67,12 @@ class ModelConfig(BaseModel):
         """Whether some layer attends over a sliding window (the graph then takes a second mask)."""
         return False
 
+    @property
+    def rope_switch_position(self) -> int | None:
+        """LongRoPE: the position from which a sequence runs on the long frequencies. A sequence
+        that crosses it is recomputed whole, as transformers recomputes it; None: no switch."""
+        return None
+
 
 AttentionKind = Literal["full", "sliding"]
 
@@ -131,6 +137,12 @@ class DecoderConfig(ModelConfig):
     @property
     def has_sliding_window(self) -> bool:
         return self.sliding_window is not None and any(self.layer_kind(i) == "sliding" for i in range(self.n_layers))
+
+    @property
+    def rope_switch_position(self) -> int | None:
+        if self.positions != "rotary" or self.rope_scaling.get("rope_type") != "longrope":
+            return None
+        return self.rotary("full").long_after
 
     def layer_kind(self, index: int) -> AttentionKind:
         if self.sliding_window is None:
