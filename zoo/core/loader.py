@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any
 from .architecture import Architecture, Checkpoint
 from .checkpoints.tokenizer import Tokenizer
 from .config import ModelConfig
-from .errors import OptionsError, TokenizerError, WeightsError
+from .errors import ConfigError, OptionsError, TokenizerError, WeightsError
 from .registry import Registry
-from .resolve import ResolvedModel, make_config, read_checkpoint, resolve_model
+from .resolve import ResolvedModel, architecture_for, default_registry, make_config, read_checkpoint, resolve_model
 
 if TYPE_CHECKING:
     from max.driver import Device
@@ -82,7 +82,11 @@ def prepare_model(
     """Resolves and reads `ref`; checks the tokenizer against the model's vocabulary."""
     resolved = resolve_model(ref, registry)
     checkpoint = read_checkpoint(resolved, registry, weights=weights, tokenizer=tokenizer, need_tokenizer=need_tokenizer)
-    config = make_config(resolved.architecture, checkpoint.hf_config) if resolved.single_file else resolved.config
+    config = resolved.config
+    if checkpoint.hf_config is not resolved.hf_config:  # read from the checkpoint's own files
+        if architecture_for(checkpoint.hf_config, registry or default_registry()) is not resolved.architecture:
+            raise ConfigError(f"{ref}: the downloaded config.json names another architecture than expected")
+        config = make_config(resolved.architecture, checkpoint.hf_config)
     tok = checkpoint.tokenizer
     if tok is not None and tok.vocab_size > config.vocab_size:
         raise TokenizerError(
