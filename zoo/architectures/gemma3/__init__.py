@@ -25,7 +25,7 @@ ARCHITECTURE = Architecture(
         # rope scaling on the global layer, head_dim independent of hidden / heads, GQA.
         Variant("window-two-ropes-gqa", {
             "architectures": ["Gemma3ForCausalLM"], "model_type": "gemma3_text", "vocab_size": 50257,
-            "hidden_size": 48, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+            "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
             "num_key_value_heads": 2, "head_dim": 16, "query_pre_attn_scalar": 20, "sliding_window": 4,
             "layer_types": ["sliding_attention", "full_attention"], "rope_theta": 1000.0,
             "rope_local_base_freq": 10.0, "rope_scaling": {"rope_type": "linear", "factor": 4.0},
