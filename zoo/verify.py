@@ -31,6 +31,9 @@ from zoo.core.registry import Registry
 
 TOLERANCE = 1e-4  # absolute, on logits of magnitude ~1-10 in float32
 SEED = 0
+# The reference runs the modeling file's own attention: transformers' sdpa path silently
+# drops arguments such as Gemma 2's attention soft-cap (logits then differ by whole units).
+REFERENCE_ATTENTION = "eager"
 
 Log = Callable[[str], None]
 
@@ -93,7 +96,7 @@ def random_reference(architecture: Architecture, hf_config: Mapping[str, Any], s
     model_type = hf_config.get("model_type")
     if not model_type:
         raise ZooError(f"variant config for {architecture.name} needs a model_type")
-    config = AutoConfig.for_model(model_type, **fields)
+    config = AutoConfig.for_model(model_type, attn_implementation=REFERENCE_ATTENTION, **fields)
     torch.manual_seed(seed)
     model = reference_class(architecture)(config).eval()
     with torch.no_grad():
@@ -119,7 +122,7 @@ def verify_directory(path: Path, registry: Registry, *, log: Log | None = None) 
     from zoo.core.resolve import resolve_model
 
     resolved = resolve_model(str(path), registry)
-    hf = reference_class(resolved.architecture).from_pretrained(str(path)).float().eval()
+    hf = reference_class(resolved.architecture).from_pretrained(str(path), attn_implementation=REFERENCE_ATTENTION).float().eval()
     model = _load(str(path), registry, log)
     return compare(resolved.architecture.name, str(path), hf, model, (7, 3), 8)
 

@@ -331,9 +331,31 @@ class HFFields:
             raise ConfigError(f"config.json: head_dim must be even for rotary positions, got {head_dim}")
         return heads, kv_heads, head_dim
 
+    def layer_kinds(self, count: int, default: Sequence[str]) -> tuple[AttentionKind, ...]:
+        """Each layer's attention kind from HF's `layer_types` list (`full_attention` /
+        `sliding_attention`), or from `default` (in HF's names) when the config has none."""
+        value = self.hf.get("layer_types")
+        if value is None:
+            value = list(default)
+        if not isinstance(value, list) or len(value) != count:
+            shown = f"{len(value)} entries" if isinstance(value, list) else repr(value)
+            raise ConfigError(f"config.json: layer_types must name one attention type per layer ({count}), got {shown}")
+        for kind in value:
+            if kind not in LAYER_KINDS:
+                from .errors import UnsupportedModelError
+
+                raise UnsupportedModelError(
+                    f"{self.family} model with layer_types entry {kind!r} is not supported "
+                    f"(supported: {', '.join(LAYER_KINDS)})"
+                )
+        return tuple(LAYER_KINDS[kind] for kind in value)
+
     def special_tokens(self) -> dict[str, Any]:
         return {"eos_token_ids": eos_ids(self.hf.get("eos_token_id")), "bos_token_id": self.token_id("bos_token_id")}
 
+
+LAYER_KINDS: dict[str, AttentionKind] = {"full_attention": "full", "sliding_attention": "sliding"}
+"""HF's `layer_types` names -> `DecoderConfig.layer_types` kinds."""
 
 ACTIVATIONS = {
     "silu": "silu",
@@ -420,9 +442,12 @@ def decoder_fields(
     eps_name: str = "rms_norm_eps",
     eps_default: float = 1e-6,
     context_default: int = 2048,
+    act_name: str = "hidden_act",
+    act_default: str = "silu",
 ) -> dict[str, Any]:
     """The `DecoderConfig` fields most HF decoder configs spell the same way (Llama's names),
-    each read through `HFFields`; a family's `from_hf` adds or overrides its own knobs."""
+    each read through `HFFields`; a family's `from_hf` adds or overrides its own knobs.
+    `act_name` is the field naming the feed-forward activation (Gemma: `hidden_activation`)."""
     from .blocks.rope import rope_settings
 
     fields = HFFields(hf, family)
@@ -442,6 +467,6 @@ def decoder_fields(
         tie_word_embeddings=fields.flag("tie_word_embeddings", tie_default),
         rope_theta=theta,
         rope_scaling=scaling,
-        activation=activation(fields),
+        activation=activation(fields, act_name, act_default),
         **fields.special_tokens(),
     )
