@@ -331,15 +331,18 @@ class HFFields:
             raise ConfigError(f"config.json: head_dim must be even for rotary positions, got {head_dim}")
         return heads, kv_heads, head_dim
 
-    def layer_kinds(self, count: int, default: Sequence[str]) -> tuple[AttentionKind, ...]:
+    def layer_kinds(self, count: int, default: Sequence[str] | None = None) -> tuple[AttentionKind, ...] | None:
         """Each layer's attention kind from HF's `layer_types` list (`full_attention` /
-        `sliding_attention`), or from `default` (in HF's names) when the config has none."""
+        `sliding_attention`), else from `default` (in HF's names), else None."""
         value = self.hf.get("layer_types")
         if value is None:
+            if default is None:
+                return None
             value = list(default)
-        if not isinstance(value, list) or len(value) != count:
-            shown = f"{len(value)} entries" if isinstance(value, list) else repr(value)
-            raise ConfigError(f"config.json: layer_types must name one attention type per layer ({count}), got {shown}")
+        if not isinstance(value, list) or not all(isinstance(kind, str) for kind in value):
+            raise ConfigError(f"config.json: layer_types must be a list of strings, got {value!r}")
+        if len(value) != count:
+            raise ConfigError(f"config.json: layer_types lists {len(value)} layers but there are {count}")
         for kind in value:
             if kind not in LAYER_KINDS:
                 from .errors import UnsupportedModelError
@@ -380,30 +383,6 @@ def with_defaults(hf: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[st
     return {**defaults, **hf}
 
 
-HF_ATTENTION_KINDS: dict[str, AttentionKind] = {"full_attention": "full", "sliding_attention": "sliding"}
-
-
-def hf_layer_types(fields: HFFields, n_layers: int) -> tuple[AttentionKind, ...] | None:
-    """config.json's per-layer `layer_types` (transformers 5 writes them), or None when absent;
-    one entry per layer, each full or sliding attention (other kinds are refused)."""
-    value = fields.hf.get("layer_types")
-    if value is None:
-        return None
-    if not isinstance(value, list) or not all(isinstance(kind, str) for kind in value):
-        raise ConfigError(f"config.json: layer_types must be a list of strings, got {value!r}")
-    if len(value) != n_layers:
-        raise ConfigError(f"config.json: layer_types lists {len(value)} layers but num_hidden_layers is {n_layers}")
-    unknown = [kind for kind in value if kind not in HF_ATTENTION_KINDS]
-    if unknown:
-        from .errors import UnsupportedModelError
-
-        raise UnsupportedModelError(
-            f"{fields.family} model with layer_types entry {unknown[0]!r} is not supported "
-            f"(supported: {', '.join(HF_ATTENTION_KINDS)})"
-        )
-    return tuple(HF_ATTENTION_KINDS[kind] for kind in value)
-
-
 def sliding_window_fields(
     fields: HFFields, n_layers: int, *, gated: bool = False, full_layers: str | None = None
 ) -> dict[str, Any]:
@@ -420,7 +399,7 @@ def sliding_window_fields(
         window = fields.optional_size("sliding_window", "context")
     if full_layers is None:
         return {"sliding_window": window, "layer_types": ()}
-    kinds = hf_layer_types(fields, n_layers)
+    kinds = fields.layer_kinds(n_layers)
     if window is None:
         if kinds is not None and "sliding" in kinds:
             raise ConfigError(
