@@ -33,6 +33,7 @@ def perplexity_command(model: str, text_file: Path, context: int | None, as_json
         raise PromptError(f"cannot read --file {text_file}: {error.strerror or error}") from None
     except UnicodeDecodeError:
         raise PromptError(f"--file {text_file} is not UTF-8 text") from None
+    text = text.removesuffix("\n")  # as llama-perplexity reads --file
     if not text.strip():
         raise PromptError(f"--file {text_file} is empty")
     if context is not None and not 4 <= context:
