@@ -294,4 +294,5 @@ def load(path: Path, tokenizer_path: Path | None = None) -> Checkpoint:
     else:
         tokenizer = gguf_tokenizer(file)
     kinds = sorted({t.tensor_type.name for t in file.tensors.values()})
-    return Checkpoint(config, tensors, tokenizer, source=str(path), extra={"format": "gguf", "tensor_types": kinds})
+    extra = {"format": "gguf", "tensor_types": kinds, "tokenizer_from_file": tokenizer_path is None}
+    return Checkpoint(config, tensors, tokenizer, source=str(path), extra=extra)
