@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from conftest import SHARED_DATA, STORIES, save_gpt2_tokenizer
+from zoo.architectures.llama import ARCHITECTURE
 
 LLAMACPP = Path(os.environ.get("LLAMACPP_HOME", Path.home() / ".cache" / "zoo-llamacpp")) / "src"
 LLAMACPP_BIN = LLAMACPP / "build" / "bin"
@@ -31,11 +32,13 @@ BPE = "bpe"
 _SMALL = {"hidden_size": 48, "intermediate_size": 80, "num_hidden_layers": 2, "num_attention_heads": 4,
           "num_key_value_heads": 2, "max_position_embeddings": 64}
 
-# name -> (transformers config class, tokenizer kind, config fields). "llama-mqa" and "gpt2" have the
-# shapes of test_llama's "mqa" and gpt2_fixtures.TINY, so zoo compiles no new graph for them.
+# Llama's `zoo verify` variant (GQA, biases, head_dim 10, Llama 3 rope scaling): sentencepiece cut to its 256 tokens.
+LLAMA_VARIANT = dict(ARCHITECTURE.variants[0].hf_config)
+
+# name -> (transformers config class, tokenizer kind, config fields). "llama", "llama-mqa" and "gpt2" have
+# the shapes of Llama's verify variant, test_llama's "mqa" and gpt2_fixtures.TINY: zoo compiles no new graph.
 FAMILIES: dict[str, tuple[str, str, dict[str, Any]]] = {
-    "llama": ("LlamaConfig", SPM, {**_SMALL, "vocab_size": 512, "num_attention_heads": 6, "head_dim": 10,
-                                   "attention_bias": True, "rms_norm_eps": 1e-5}),
+    "llama": ("LlamaConfig", SPM, {k: v for k, v in LLAMA_VARIANT.items() if k not in ("architectures", "model_type")}),
     "llama-mqa": ("LlamaConfig", BPE, {"vocab_size": 50257, "hidden_size": 48, "intermediate_size": 80, "num_hidden_layers": 2,
                                        "num_attention_heads": 4, "num_key_value_heads": 1, "tie_word_embeddings": True,
                                        "max_position_embeddings": 128,
@@ -136,36 +139,41 @@ def quantize(source: Path, out: Path, kind: str) -> Path:
 
 
 def fixture_root() -> Path:
-    """Where converted fixtures are kept between runs: a folder named by everything that shapes
-    them (the family table, the transformers version, the converter), so a change rebuilds them."""
+    """Where converted fixtures are kept between runs (ZOO_TEST_CACHE, default ~/.cache/zoo-tests)."""
+    return Path(os.environ.get("ZOO_TEST_CACHE", Path.home() / ".cache" / "zoo-tests")) / "gguf"
+
+
+def fixture_key(family: str) -> str:
+    """A name for one family's fixture from everything that shapes it (its table entry, the
+    transformers version, the converter), so that a change rebuilds it and only it."""
     import hashlib
 
     import transformers
 
     converter = LLAMACPP / "convert_hf_to_gguf.py"
-    key = repr((sorted(FAMILIES.items()), transformers.__version__, converter.stat().st_mtime_ns, _RAW_CONFIG_RUNNER))
-    base = Path(os.environ.get("ZOO_TEST_CACHE", Path.home() / ".cache" / "zoo-tests"))
-    return base / f"gguf-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+    key = repr((FAMILIES[family], transformers.__version__, converter.stat().st_mtime_ns, _RAW_CONFIG_RUNNER))
+    return f"{family}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
 
 
 def build_all(families: list[str]) -> dict[str, tuple[Path, Path]]:
     """family -> (HF folder, F32 GGUF), built once (two conversions at a time) and then reused."""
     root = fixture_root()
-    todo = [f for f in families if not (root / f"{f}-f32.gguf").is_file()]
+    paths = {f: (root / fixture_key(f), root / f"{fixture_key(f)}-f32.gguf") for f in families}
+    todo = [f for f in families if not paths[f][1].is_file()]
     if todo:
         root.mkdir(parents=True, exist_ok=True)
         for f in todo:
-            shutil.rmtree(root / f, ignore_errors=True)
-            save_checkpoint(random_model(f, seed=sorted(FAMILIES).index(f)), f, root / f)
+            shutil.rmtree(paths[f][0], ignore_errors=True)
+            save_checkpoint(random_model(f, seed=sorted(FAMILIES).index(f)), f, paths[f][0])
 
         def one(f: str) -> None:
-            partial = root / f"{f}-f32.gguf.partial"
-            convert(root / f, partial, raw_config=f.split("-")[0] in RAW_CONFIG)
-            partial.rename(root / f"{f}-f32.gguf")
+            partial = paths[f][1].with_suffix(".partial")
+            convert(paths[f][0], partial, raw_config=f.split("-")[0] in RAW_CONFIG)
+            partial.rename(paths[f][1])
 
         with ThreadPoolExecutor(max_workers=2) as pool:
             list(pool.map(one, todo))
-    return {f: (root / f, root / f"{f}-f32.gguf") for f in families}
+    return paths
 
 
 def hf_model(folder: Path) -> Any:

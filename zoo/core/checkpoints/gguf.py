@@ -117,10 +117,17 @@ def hf_config(file: GGUFFile) -> dict[str, Any]:
     config["tie_word_embeddings"] = "output.weight" not in file.tensors
     if any(name.endswith(".attn_q.bias") for name in file.tensors):
         config["attention_bias"] = True
+    if any(name.endswith((".ffn_up.bias", ".ffn_down.bias")) for name in file.tensors) and family.architecture != "GPT2LMHeadModel":
+        config["mlp_bias"] = True
     _rope_scaling(file, config)
     _special_tokens(file, config)
-    if "rope_freqs.weight" in file.tensors:
-        raise UnsupportedModelError(f"{file.path.name}: per-dimension rope factors (rope_freqs, Llama 3 rope scaling) are not supported")
+    divisors = file.float_tensor("rope_freqs.weight")
+    if divisors is not None:
+        from .gguf_rope import llama3_scaling
+
+        head_dim = config.get("head_dim") or config["hidden_size"] // config["num_attention_heads"]
+        dim = file.arch_value("rope.dimension_count", head_dim)
+        config["rope_scaling"] = llama3_scaling(divisors, dim, config.get("rope_theta", 10000.0)) or None
     if family.finish is not None:
         family.finish(config, file)
     return config

@@ -165,7 +165,7 @@ FAMILIES: tuple[Family, ...] = (
         "llama", "LlamaForCausalLM", "llama", LLAMA_TOP, (*LLAMA_NORMS, *ATTENTION, *GATED_MLP, "block_sparse_moe.gate"),
         config={**LLAMA_CONFIG, "expert_count": "num_local_experts", "expert_used_count": "num_experts_per_tok"},
         defaults={"hidden_act": "silu"}, permute_qk=True, experts=MIXTRAL_EXPERTS,
-        moe_architecture=("MixtralForCausalLM", "mixtral"),
+        moe_architecture=("MixtralForCausalLM", "mixtral"), config_tensors=("rope_freqs.weight",),
     ),
     Family("qwen2", "Qwen2ForCausalLM", "qwen2", LLAMA_TOP, (*LLAMA_NORMS, *ATTENTION, *GATED_MLP), defaults={"hidden_act": "silu"}),
     Family("qwen3", "Qwen3ForCausalLM", "qwen3", LLAMA_TOP, (*LLAMA_NORMS, *ATTENTION, *QK_NORMS, *GATED_MLP), defaults={"hidden_act": "silu"}),
@@ -202,7 +202,7 @@ FAMILIES: tuple[Family, ...] = (
         "granite", "GraniteForCausalLM", "granite", LLAMA_TOP, (*LLAMA_NORMS, *ATTENTION, *GATED_MLP),
         config={**LLAMA_CONFIG, "attention.scale": "attention_multiplier", "embedding_scale": "embedding_multiplier",
                 "residual_scale": "residual_multiplier", "logit_scale": "logits_scaling"},
-        defaults={"hidden_act": "silu"}, permute_qk=True,
+        defaults={"hidden_act": "silu"}, permute_qk=True, config_tensors=("rope_freqs.weight",),
     ),
     Family(
         "gpt2", "GPT2LMHeadModel", "gpt2", ("transformer.wte", "transformer.wpe", "transformer.ln_f", "lm_head"),

@@ -109,7 +109,7 @@ def base_metadata(family: Family, hf: Mapping[str, Any]) -> dict[str, Any]:
         meta["rope.scaling.factor"] = float(scaling["factor"])
     elif kind == "longrope":
         meta["rope.scaling.type"] = "longrope"
-    elif kind not in (None, "default"):
+    elif kind not in (None, "default", "llama3"):
         raise UnsupportedModelError(f"zoo cannot write rope scaling {kind!r} as GGUF")
     if theta is not None:
         meta["rope.freq_base"] = float(theta)
@@ -287,6 +287,22 @@ def _redo_conversion(family: Family, hf: Mapping[str, Any], base: str, kind: str
     return array
 
 
+def extra_tensors(family: Family, hf: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Tensors the converter adds from the config: Llama 3's rope divisors, LongRoPE's factors."""
+    theta, scaling = _rope(hf)
+    kind = scaling.get("rope_type")
+    if kind == "llama3" and family.gguf_arch in ("llama", "granite"):
+        from .gguf_rope import rope_factors
+
+        return {"rope_freqs.weight": rope_factors(scaling, _head_dim(hf), theta or 10000.0)}
+    if kind == "longrope":
+        return {f"rope_factors_{which}.weight": np.asarray(scaling[f"{which}_factor"], dtype=np.float32)
+                for which in ("long", "short")}
+    if kind == "llama3":
+        raise UnsupportedModelError(f"zoo cannot write Llama 3 rope scaling for {family.gguf_arch} as GGUF")
+    return {}
+
+
 # --- tensor types ------------------------------------------------------------------------------------
 
 
@@ -367,9 +383,7 @@ def write_gguf(
         raise OptionsError(f"unknown target type {target!r} (choose {', '.join(TARGETS)})")
     architecture = (hf.get("architectures") or [""])[0]
     family = family_for(architecture)
-    if "rope_freqs" in str(hf.get("rope_scaling")) or (_rope(hf)[1].get("rope_type") == "llama3"):
-        raise UnsupportedModelError("zoo cannot write Llama 3 rope scaling (rope_freqs) as GGUF yet")
-    arrays = gguf_tensors(family, hf, tensors)
+    arrays = {**extra_tensors(family, hf), **gguf_tensors(family, hf, tensors)}
     tied = "output.weight" not in arrays
     file_type = gguf.LlamaFileType[TARGETS[target][0]]
     writer = gguf.GGUFWriter(str(out), family.gguf_arch)
