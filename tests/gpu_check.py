@@ -68,20 +68,12 @@ def prompts_for(vocab_size: int) -> list[list[int]]:
 
 def load_on_device(hf, folder: Path, dtype: str):
     """Saves `hf` like a hub checkpoint and compiles it for the device (no tokenizer needed)."""
-    from safetensors.torch import load_file
-
-    from zoo.core.loader import LoadedModel, architecture_for, compile_model, pick_device, pick_dtype
+    from zoo.core.loader import compile_prepared, prepare_model
     from zoo.plugins.manager import get_registry
 
     hf.save_pretrained(str(folder))
-    hf_config = hf.config.to_dict()
-    architecture = architecture_for(hf_config, get_registry())
-    config = architecture.config_class.from_hf(hf_config)
-    device = pick_device(DEVICE)
-    max_dtype = pick_dtype(dtype, device)
-    tensors = load_file(str(folder / "model.safetensors"))
-    graph, seconds = compile_model(architecture, config, tensors, device, max_dtype)
-    return LoadedModel(folder.name, architecture, config, None, graph, device, max_dtype, str(folder), seconds)
+    prepared = prepare_model(str(folder), get_registry(), need_tokenizer=False)
+    return compile_prepared(prepared, device=DEVICE, dtype=dtype, verbose=False)
 
 
 def compare(hf, model, prompts: list[list[int]]) -> tuple[float, int, int]:
@@ -139,10 +131,10 @@ def check_stories(folder: Path) -> bool:
 
 
 def check_bench() -> bool:
-    from zoo.bench import format_table, run_bench
+    from zoo.bench.run import bench_model, format_report
 
-    result = run_bench("gpt2", random_weights=True, contexts=[16, 256, 768], new_tokens=32, device=DEVICE)
-    print(format_table(result), flush=True)
+    result = bench_model("gpt2", random_weights=True, contexts=[16, 256, 768], new_tokens=32, device=DEVICE)
+    print(format_report(result), flush=True)
     rows = result["contexts"]
     ok = all(row["zoo_decode_tok_s"] > 0 for row in rows)
     report(ok, "zoo bench gpt2 --random-weights --device gpu ran")

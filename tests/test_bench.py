@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from zoo.bench import check_request, format_table, run_bench
+from zoo.bench.run import bench_model as run_bench
+from zoo.bench.run import check_request
+from zoo.bench.run import format_report as format_table
 from zoo.core.errors import ZooError
 
 # The tiny GPT-2 shapes shared with the other tests, so MAX compiles this graph once.
@@ -25,7 +27,7 @@ ROW_KEYS = {
     "transformers_decode_tok_s",
     "decode_speedup",
 }
-TOP_KEYS = {"model", "device", "dtype", "threads", "compile_seconds", "peak_memory_mb", "contexts", "decode_ms_growth"}
+TOP_KEYS = {"model", "device", "dtype", "threads", "compile_seconds", "load_seconds", "peak_memory_mb", "contexts", "decode_ms_growth"}
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +38,8 @@ def tiny_gpt2(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     folder = tmp_path_factory.mktemp("tiny-gpt2")
     torch.manual_seed(0)
-    GPT2LMHeadModel(GPT2Config(**TINY_GPT2)).eval().save_pretrained(str(folder))
+    # Weights of a clear scale, so the greedy tokens do not hinge on float rounding.
+    GPT2LMHeadModel(GPT2Config(initializer_range=0.2, **TINY_GPT2)).eval().save_pretrained(str(folder))
     return folder
 
 
@@ -85,9 +88,9 @@ def test_rates_are_positive_and_consistent(result: dict) -> None:
 
 
 def test_both_sides_run_the_same_model(result: dict) -> None:
-    """Same weights, greedy: the generated tokens agree (at least the first few)."""
+    """Same weights, greedy: every generated token agrees."""
     for row in result["contexts"]:
-        assert 1 <= row["matching_tokens"] <= NEW_TOKENS
+        assert row["matching_tokens"] == NEW_TOKENS
 
 
 def test_result_is_json_and_formats(result: dict) -> None:

@@ -81,13 +81,14 @@ def test_rowdot_applies_gpt2_gelu():
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
 
 
-def decode_attention(q, past_k, past_v, new_k, new_v, mask) -> np.ndarray:
-    dims = [("b", "h", "d"), ("b", "kvh", "d", "p"), ("b", "kvh", "p", "d"), ("b", "kvh", "d"), ("b", "kvh", "d"), ("b", "t")]
-    return run_op("zoo_decode_attention", [q, past_k, past_v, new_k, new_v, mask], dims, lambda d: tuple(d[0]))
+def decode_attention(q, past_k, past_v, new_k, new_v, mask, scale, softcap=0.0) -> np.ndarray:
+    dims = [("b", "h", "d"), ("b", "kvh", "d", "p"), ("b", "kvh", "p", "d"), ("b", "kvh", "d"), ("b", "kvh", "d"), ("b", "t"), ("two",)]
+    settings = np.array([scale, softcap], dtype=np.float32)
+    return run_op("zoo_decode_attention", [q, past_k, past_v, new_k, new_v, mask, settings], dims, lambda d: tuple(d[0]))
 
 
-def reference_attention(q, past_k, past_v, new_k, new_v, mask) -> np.ndarray:
-    """softmax(q . [past keys, new key] / sqrt(D) + mask) @ [past values, new value], per head, in float64."""
+def reference_attention(q, past_k, past_v, new_k, new_v, mask, scale, softcap=0.0) -> np.ndarray:
+    """softmax(cap(q . [past keys, new key] * scale) + mask) @ [past values, new value], per head, in float64."""
     batch, heads, _ = q.shape
     group = heads // past_k.shape[1]
     out = np.zeros(q.shape)
@@ -96,18 +97,22 @@ def reference_attention(q, past_k, past_v, new_k, new_v, mask) -> np.ndarray:
             kv = h // group
             keys = np.concatenate([past_k[b, kv].T, new_k[b, kv][None]], axis=0).astype(np.float64)
             values = np.concatenate([past_v[b, kv], new_v[b, kv][None]], axis=0).astype(np.float64)
-            scores = keys @ q[b, h] / np.sqrt(q.shape[2]) + mask[b]
+            scores = keys @ q[b, h] * scale
+            if softcap:
+                scores = softcap * np.tanh(scores / softcap)
+            scores = scores + mask[b]
             weights = np.exp(scores - scores.max())
             out[b, h] = weights @ values / weights.sum()
     return out
 
 
 @pytest.mark.parametrize(
-    "batch, heads, kv_heads, dim, past",
-    [(1, 12, 12, 64, 80), (2, 8, 2, 16, 37), (1, 4, 1, 8, 1), (2, 2, 2, 5, 16)],
+    "batch, heads, kv_heads, dim, past, softcap",
+    [(1, 12, 12, 64, 80, 0.0), (2, 8, 2, 16, 37, 0.0), (1, 4, 1, 8, 1, 0.0), (2, 2, 2, 5, 16, 0.0), (2, 4, 2, 16, 37, 1.5)],
 )
-def test_decode_attention_equals_numpy(batch, heads, kv_heads, dim, past):
-    """MHA/GQA/MQA, cache lengths with and without a 16-slot tail, masked (unwritten or padded) slots."""
+def test_decode_attention_equals_numpy(batch, heads, kv_heads, dim, past, softcap):
+    """MHA/GQA/MQA, cache lengths with and without a 16-slot tail, masked (unwritten, padded or
+    outside a sliding window) slots, a score scale other than 1/sqrt(D), and Gemma 2's soft-cap."""
     rng = np.random.default_rng(batch * 100 + heads + past)
     q = rng.standard_normal((batch, heads, dim)).astype(np.float32)
     past_k = rng.standard_normal((batch, kv_heads, dim, past)).astype(np.float32)
@@ -117,9 +122,11 @@ def test_decode_attention_equals_numpy(batch, heads, kv_heads, dim, past):
     mask = np.zeros((batch, past + 1), dtype=np.float32)
     mask[0, past // 2 : past] = -1e30  # unwritten slots
     if batch > 1:
-        mask[1, : past // 3] = -1e30  # left padding
-    expected = reference_attention(q, past_k, past_v, new_k, new_v, mask)
-    np.testing.assert_allclose(decode_attention(q, past_k, past_v, new_k, new_v, mask), expected, rtol=1e-4, atol=1e-5)
+        mask[1, : past // 3] = -1e30  # left padding, or slots behind a sliding window
+    scale = 1 / np.sqrt(dim) if not softcap else 0.3
+    expected = reference_attention(q, past_k, past_v, new_k, new_v, mask, scale, softcap)
+    got = decode_attention(q, past_k, past_v, new_k, new_v, mask, scale, softcap)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
 
 
 def test_kernel_applies_to_cpu_float32_only(monkeypatch):

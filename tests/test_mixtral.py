@@ -15,7 +15,8 @@ import pytest
 from conftest import save_gpt2_tokenizer
 from zoo.architectures.mixtral import ALIASES, ARCHITECTURE
 from zoo.architectures.mixtral.config import MixtralConfig
-from zoo.architectures.mixtral.weights import map_weights
+from zoo.core.checkpoints.mapping import map_experts
+from zoo.core.checkpoints.mapping import map_llama_style as map_weights
 from zoo.core.errors import ZooError
 from zoo.core.runtime.generation import TextGenerator
 from zoo.core.loader import load_model
@@ -128,7 +129,6 @@ def moe_layer():
     from max.experimental.tensor import default_dtype
     from max.graph import DeviceRef, TensorType
 
-    from zoo.architectures.mixtral.weights import map_experts
     from zoo.core.blocks.moe import SparseMoE
 
     hf = random_mixtral(seed=12, num_hidden_layers=1).model.layers[0].mlp
@@ -144,7 +144,7 @@ def moe_layer():
         module = RoutedMoE(hidden, config.intermediate_size, config.n_experts, config.experts_per_token,
                            name="moe", grouped=False)
     state = {f"mlp.{k}": v for k, v in hf.state_dict().items()}  # transformers 5's in-memory names
-    weights = {k.removeprefix("mlp."): v.contiguous() for k, v in map_experts(state, config).items()}
+    weights = {k.removeprefix("mlp."): v.contiguous() for k, v in map_experts(state, config, 0).items()}
     module.to(CPU())
     graph = module.compile(TensorType(DType.float32, ("batch", "seqlen", hidden), device=DeviceRef.CPU()), weights=weights)
     return hf, graph
@@ -199,7 +199,7 @@ def test_both_checkpoint_layouts_map_to_the_same_tensors(tmp_path):
 def test_missing_expert_is_reported(tmp_path):
     from max.experimental import functional as F
 
-    from zoo.architectures.mixtral.model import build_model
+    from zoo.core.blocks.decoder import build_decoder as build_model
     from zoo.core.loader import check_weights
 
     hf = random_mixtral(seed=14, num_hidden_layers=1, vocab_size=300)
@@ -218,13 +218,14 @@ def test_missing_expert_is_reported(tmp_path):
 def test_config_fields_and_refusals():
     base = {**SHAPE, "architectures": ["MixtralForCausalLM"]}
     config = MixtralConfig.from_hf({**base, "router_jitter_noise": 0.1, "sliding_window": None})
-    assert config.context_length == 128 and config.intermediate_size == 48
-    # Below the window, sliding-window attention is causal attention: the context stops there.
-    assert MixtralConfig.from_hf({**base, "sliding_window": 64}).context_length == 64
+    assert config.context_length == 128 and config.intermediate_size == 48 and config.sliding_window is None
+    windowed = MixtralConfig.from_hf({**base, "sliding_window": 64})
+    assert (windowed.context_length, windowed.sliding_window, windowed.has_sliding_window) == (128, 64, True)
     for change, message in [
         ({"num_local_experts": None}, "num_local_experts"),
-        ({"num_experts_per_tok": 5}, "between 1 and num_local_experts"),
-        ({"hidden_act": "gelu"}, "hidden_act"),
+        ({"num_experts_per_tok": 5}, "exceeds num_local_experts"),
+        ({"num_experts_per_tok": 0}, "num_experts_per_tok must be between 1"),
+        ({"hidden_act": "relu2"}, "hidden_act"),
         ({"rope_parameters": {"rope_type": "yarn", "rope_theta": 1e4, "factor": 4.0}}, "yarn"),
     ]:
         hf = {k: v for k, v in {**base, **change}.items() if v is not None}
@@ -235,6 +236,7 @@ def test_config_fields_and_refusals():
 def test_registration_and_alias_parameter_counts(registry):
     registered = registry.architectures["MixtralForCausalLM"]
     assert registered.config_class is MixtralConfig and registered.build_model == ARCHITECTURE.build_model
+    assert registered.variants[0].hf_config["hidden_size"] == SHAPE["hidden_size"]  # one graph for both
     for alias in ALIASES:
         assert registry.aliases[alias.name].repo_id == alias.repo_id
         config = MixtralConfig.from_hf(dict(alias.hf_config))

@@ -25,7 +25,7 @@ from zoo.core.architecture import Checkpoint
 from zoo.core.errors import OptionsError
 from zoo.core.loader import PreparedModel, check_device_options, compile_prepared, describe_device, prepare_model
 from zoo.core.registry import Registry
-from zoo.core.resolve import resolve_model
+from zoo.core.resolve import ResolvedModel, resolve_model
 
 from .measure import SEED, Log, Rates, log_stderr, measure, peak_memory_mb
 from .report import context_row, format_report, growth
@@ -57,10 +57,9 @@ def check_fits(model_ref: str, contexts: Sequence[int], new_tokens: int, context
         )
 
 
-def prepare_random(ref: str, registry: Registry | None) -> tuple[PreparedModel, Any]:
-    """The reference's config with seeded random weights built by transformers (and that model)."""
-    resolved = resolve_model(ref, registry)
-    log_stderr(f"building {ref} with random weights (seed {SEED}) from its config")
+def prepare_random(resolved: ResolvedModel, log: Log) -> tuple[PreparedModel, Any]:
+    """The resolved config with seeded random weights built by transformers (and that model)."""
+    log(f"building {resolved.ref} with random weights (seed {SEED}) from its config")
     model = random_hf_model(resolved.hf_config, SEED)
     checkpoint = Checkpoint(resolved.hf_config, dict(model.state_dict()), None, source="random")
     return PreparedModel(resolved, resolved.config, checkpoint), model
@@ -86,16 +85,21 @@ def bench_model(
     check_device_options(device, dtype)
     started = time.perf_counter()
     if random_weights:
-        prepared, hf_model = prepare_random(ref, registry)
+        resolved = resolve_model(ref, registry)
+        check_fits(ref, contexts, new_tokens, resolved.config.context_length)
+        prepared, hf_model = prepare_random(resolved, log)
     else:
-        prepared, hf_model = prepare_model(ref, registry, weights=weights, tokenizer=tokenizer), None
+        prepared = prepare_model(ref, registry, weights=weights, tokenizer=tokenizer, need_tokenizer=False)
+        check_fits(ref, contexts, new_tokens, prepared.config.context_length)
+        hf_model = None
     config = prepared.config
-    check_fits(ref, contexts, new_tokens, config.context_length)
     threads = os.cpu_count() or 1
     torch_threads = _set_torch_threads(threads)
     try:
-        loaded = compile_prepared(prepared, device=device, dtype=dtype)
+        log(f"compiling {prepared.resolved.architecture.name} (a new graph takes minutes, a cached one seconds)")
+        loaded = compile_prepared(prepared, device=device, dtype=dtype, verbose=False)
         ready = time.perf_counter() - started
+        log(f"compiled in {loaded.compile_seconds:.1f}s; ready {ready:.1f}s after the start")
         zoo = measure(contexts, config.vocab_size, new_tokens, repeats, ZooRunner(loaded), "engine", log)
         hf: dict[int, Rates] = {}
         hf_info: dict[str, Any] = {}

@@ -67,6 +67,12 @@ class ModelConfig(BaseModel):
         """Whether some layer attends over a sliding window (the graph then takes a second mask)."""
         return False
 
+    @property
+    def rope_switch_position(self) -> int | None:
+        """LongRoPE: the position from which a sequence runs on the long frequencies. A sequence
+        that crosses it is recomputed whole, as transformers recomputes it; None: no switch."""
+        return None
+
 
 AttentionKind = Literal["full", "sliding"]
 
@@ -131,6 +137,12 @@ class DecoderConfig(ModelConfig):
     @property
     def has_sliding_window(self) -> bool:
         return self.sliding_window is not None and any(self.layer_kind(i) == "sliding" for i in range(self.n_layers))
+
+    @property
+    def rope_switch_position(self) -> int | None:
+        if self.positions != "rotary" or self.rope_scaling.get("rope_type") != "longrope":
+            return None
+        return self.rotary("full").long_after
 
     def layer_kind(self, index: int) -> AttentionKind:
         if self.sliding_window is None:
@@ -335,6 +347,69 @@ ACTIVATIONS = {
 def activation(fields: HFFields, name: str = "hidden_act", default: str = "silu") -> str:
     """The feed-forward activation a HF config names, as a `DecoderConfig.activation`."""
     return ACTIVATIONS[fields.choice(name, list(ACTIVATIONS), default)]
+
+
+def with_defaults(hf: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """`hf` with the fields it leaves out taken from `defaults` (a transformers config class's
+    defaults, so that a sparse config.json means what it means to transformers); a field
+    config.json sets to null stays null."""
+    if not isinstance(hf, Mapping):
+        raise ConfigError(f"config.json must be a JSON object, got {type(hf).__name__}")
+    return {**defaults, **hf}
+
+
+HF_ATTENTION_KINDS: dict[str, AttentionKind] = {"full_attention": "full", "sliding_attention": "sliding"}
+
+
+def hf_layer_types(fields: HFFields, n_layers: int) -> tuple[AttentionKind, ...] | None:
+    """config.json's per-layer `layer_types` (transformers 5 writes them), or None when absent;
+    one entry per layer, each full or sliding attention (other kinds are refused)."""
+    value = fields.hf.get("layer_types")
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(kind, str) for kind in value):
+        raise ConfigError(f"config.json: layer_types must be a list of strings, got {value!r}")
+    if len(value) != n_layers:
+        raise ConfigError(f"config.json: layer_types lists {len(value)} layers but num_hidden_layers is {n_layers}")
+    unknown = [kind for kind in value if kind not in HF_ATTENTION_KINDS]
+    if unknown:
+        from .errors import UnsupportedModelError
+
+        raise UnsupportedModelError(
+            f"{fields.family} model with layer_types entry {unknown[0]!r} is not supported "
+            f"(supported: {', '.join(HF_ATTENTION_KINDS)})"
+        )
+    return tuple(HF_ATTENTION_KINDS[kind] for kind in value)
+
+
+def sliding_window_fields(
+    fields: HFFields, n_layers: int, *, gated: bool = False, full_layers: str | None = None
+) -> dict[str, Any]:
+    """`sliding_window` and `layer_types` for `DecoderConfig`, as transformers derives them.
+
+    `gated`: the window exists only while `use_sliding_window` is true (the Qwen configs set
+    `sliding_window` to null otherwise). `full_layers` names the field counting the leading
+    layers that attend fully (Qwen 2/3's `max_window_layers`): layers from there on slide,
+    unless config.json lists `layer_types` itself, which then wins. Without `full_layers`
+    every layer slides when there is a window (Mistral, Qwen 3 MoE).
+    """
+    window = None
+    if not gated or fields.flag("use_sliding_window"):
+        window = fields.optional_size("sliding_window", "context")
+    if full_layers is None:
+        return {"sliding_window": window, "layer_types": ()}
+    kinds = hf_layer_types(fields, n_layers)
+    if window is None:
+        if kinds is not None and "sliding" in kinds:
+            raise ConfigError(
+                "config.json: layer_types has sliding_attention layers but there is no window "
+                "(sliding_window is null or use_sliding_window is false)"
+            )
+        return {"sliding_window": None, "layer_types": ()}
+    if kinds is None:
+        first = fields.integer(full_layers, low=0)
+        kinds = tuple("sliding" if index >= first else "full" for index in range(n_layers))
+    return {"sliding_window": window, "layer_types": kinds}
 
 
 def decoder_fields(

@@ -22,9 +22,9 @@ from .architecture import Architecture, Checkpoint
 from .checkpoints.quantized import QuantizedWeight
 from .checkpoints.tokenizer import Tokenizer
 from .config import ModelConfig
-from .errors import OptionsError, TokenizerError, WeightsError
+from .errors import ConfigError, OptionsError, TokenizerError, WeightsError
 from .registry import Registry
-from .resolve import ResolvedModel, make_config, read_checkpoint, resolve_model
+from .resolve import ResolvedModel, architecture_for, default_registry, make_config, read_checkpoint, resolve_model
 
 if TYPE_CHECKING:
     from max.driver import Device
@@ -83,7 +83,11 @@ def prepare_model(
     """Resolves and reads `ref`; checks the tokenizer against the model's vocabulary."""
     resolved = resolve_model(ref, registry)
     checkpoint = read_checkpoint(resolved, registry, weights=weights, tokenizer=tokenizer, need_tokenizer=need_tokenizer)
-    config = make_config(resolved.architecture, checkpoint.hf_config) if resolved.single_file else resolved.config
+    config = resolved.config
+    if checkpoint.hf_config is not resolved.hf_config:  # read from the checkpoint's own files
+        if architecture_for(checkpoint.hf_config, registry or default_registry()) is not resolved.architecture:
+            raise ConfigError(f"{ref}: the downloaded config.json names another architecture than expected")
+        config = make_config(resolved.architecture, checkpoint.hf_config)
     tok = checkpoint.tokenizer
     if tok is not None and tok.vocab_size > config.vocab_size:
         raise TokenizerError(
@@ -122,10 +126,11 @@ def load_model(
     device: str = "auto",
     dtype: str | None = None,
     verbose: bool = True,
+    need_tokenizer: bool = True,
 ) -> LoadedModel:
     """Resolves, reads, checks and compiles `ref` (alias, hub id, directory or file)."""
     check_device_options(device, dtype)
-    prepared = prepare_model(ref, registry, weights=weights, tokenizer=tokenizer)
+    prepared = prepare_model(ref, registry, weights=weights, tokenizer=tokenizer, need_tokenizer=need_tokenizer)
     return compile_prepared(prepared, device=device, dtype=dtype, verbose=verbose)
 
 

@@ -176,8 +176,9 @@ def read_checkpoint(
                 tokenizer = download_file(alias.repo_id, alias.tokenizer_file)
         return resolve(weight_format_for(path, registry).load)(path, tokenizer)
     folder = source.path if source.kind == "dir" else download(source.repo_id)
+    hf_config = resolved.hf_config if source.kind == "dir" else read_config(folder)  # the files, not an alias's copy
     tensors = read_tensors(weights if weights is not None else find_weights(folder))
     tok = None
     if need_tokenizer or tokenizer is not None or has_tokenizer_files(folder):
         tok = load_tokenizer(tokenizer if tokenizer is not None else folder)
-    return Checkpoint(resolved.hf_config, tensors, tok, source=source.describe())
+    return Checkpoint(hf_config, tensors, tok, source=source.describe())

@@ -14,8 +14,8 @@ ARCHITECTURE = Architecture(
     description="OpenAI GPT-2: learned positions, LayerNorm, GELU MLP, tied embeddings",
     variants=(
         Variant("odd-heads-exact-gelu", {
-            "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "vocab_size": 256, "n_embd": 48,
-            "n_layer": 2, "n_head": 3, "n_inner": 72, "n_positions": 64, "activation_function": "gelu",
+            "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "vocab_size": 50257, "n_embd": 96,
+            "n_layer": 3, "n_head": 3, "n_inner": 200, "n_positions": 256, "activation_function": "gelu",
             "layer_norm_epsilon": 1e-6,
         }),
     ),

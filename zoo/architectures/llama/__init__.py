@@ -12,7 +12,7 @@ from zoo.plugins.hookspecs import hookimpl
 
 from .config import LlamaConfig
 
-_TINY = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "max_position_embeddings": 64}
+_TINY = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "max_position_embeddings": 128}
 
 ARCHITECTURE = Architecture(
     name="LlamaForCausalLM",
@@ -20,15 +20,18 @@ ARCHITECTURE = Architecture(
     map_weights="zoo.core.checkpoints.mapping:map_llama_style",
     description="Llama: rotary positions, RMSNorm, grouped-query attention, SwiGLU",
     variants=(
-        Variant("gqa-bias-llama3-rope", {
-            **_TINY, "vocab_size": 256, "hidden_size": 48, "intermediate_size": 80, "num_hidden_layers": 2,
-            "num_attention_heads": 6, "num_key_value_heads": 2, "head_dim": 10, "attention_bias": True,
-            "mlp_bias": True, "rope_parameters": {"rope_type": "llama3", "rope_theta": 10000.0, "factor": 4.0,
-            "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 16},
+        Variant("gqa-biases-llama3-rope-untied", {
+            **_TINY, "vocab_size": 384, "hidden_size": 64, "intermediate_size": 96, "num_hidden_layers": 3,
+            "num_attention_heads": 8, "num_key_value_heads": 4, "head_dim": 16, "tie_word_embeddings": False,
+            "attention_bias": True, "mlp_bias": True, "rms_norm_eps": 1e-5, "rope_parameters": {
+                "rope_type": "llama3", "rope_theta": 10000.0, "factor": 4.0, "low_freq_factor": 1.0,
+                "high_freq_factor": 4.0, "original_max_position_embeddings": 32,
+            },
         }),
-        Variant("mqa-tied", {
-            **_TINY, "vocab_size": 200, "hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 2,
+        Variant("mqa-tied-linear-rope", {
+            **_TINY, "vocab_size": 50257, "hidden_size": 48, "intermediate_size": 80, "num_hidden_layers": 2,
             "num_attention_heads": 4, "num_key_value_heads": 1, "tie_word_embeddings": True,
+            "rope_parameters": {"rope_type": "linear", "rope_theta": 500.0, "factor": 2.0},
         }),
     ),
 )

@@ -17,12 +17,12 @@ ARCHITECTURE = Architecture(
     map_weights="zoo.core.checkpoints.mapping:map_llama_style",
     description="Mixtral: Llama attention with a top-k routed mixture of SwiGLU experts",
     variants=(
-        Variant("4-experts-top2-window", {
-            "architectures": ["MixtralForCausalLM"], "model_type": "mixtral", "vocab_size": 256,
-            "hidden_size": 32, "intermediate_size": 40, "num_hidden_layers": 2, "num_attention_heads": 4,
-            "num_key_value_heads": 2, "num_local_experts": 4, "num_experts_per_tok": 2,
-            "max_position_embeddings": 64, "sliding_window": 6,
-        }, prompt_lengths=(9, 4), new_tokens=10),
+        Variant("4-experts-top2-gqa", {
+            "architectures": ["MixtralForCausalLM"], "model_type": "mixtral", "vocab_size": 50257,
+            "hidden_size": 64, "intermediate_size": 48, "num_hidden_layers": 2, "num_attention_heads": 8,
+            "num_key_value_heads": 4, "num_local_experts": 4, "num_experts_per_tok": 2,
+            "max_position_embeddings": 128, "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0},
+        }),
     ),
 )
 

@@ -217,6 +217,7 @@ def _feed_forward(config: DecoderConfig, index: int, grouped_moe: bool | None) -
             name=f"layer{index}",
             grouped=grouped_moe,
             normalize=config.normalize_expert_weights,
+            activation=config.activation,
         )
     if config.mlp == "gated":
         return GatedMLP(config.hidden_size, config.intermediate_size, activation=config.activation, bias=config.mlp_bias)

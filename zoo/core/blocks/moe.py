@@ -49,7 +49,7 @@ from max.experimental import functional as F
 from max.experimental.nn import Module, ModuleList
 from max.experimental.tensor import Tensor
 
-from .feedforward import GatedMLP
+from .feedforward import Activation, GatedMLP
 from .linear import Projection
 
 
@@ -58,7 +58,8 @@ class SparseMoE(Module):
 
     `name` must be unique within the model (the layer, say): it names the
     data-dependent token-count dimensions of the grouped form. `grouped` picks
-    the form; `None` picks grouped on CPU and dense on accelerators.
+    the form; `None` picks grouped on CPU and dense on accelerators. `activation` is the
+    experts' gate activation (silu: SwiGLU).
     """
 
     def __init__(
@@ -71,6 +72,7 @@ class SparseMoE(Module):
         name: str,
         grouped: bool | None = None,
         normalize: bool = True,
+        activation: Activation = "silu",
     ) -> None:
         if not 1 <= top_k <= n_experts:
             raise ValueError(f"top_k ({top_k}) must be between 1 and n_experts ({n_experts})")
@@ -80,7 +82,7 @@ class SparseMoE(Module):
         self.grouped = grouped
         self.normalize = normalize
         self.router = Projection(hidden_size, n_experts, bias=False)
-        self.experts = ModuleList([GatedMLP(hidden_size, inner_size) for _ in range(n_experts)])
+        self.experts = ModuleList([GatedMLP(hidden_size, inner_size, activation=activation) for _ in range(n_experts)])
 
     def route(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """(weights float32, expert indices int64), both (tokens, top_k), for x (tokens, hidden)."""

@@ -28,7 +28,9 @@ class RotaryPositions(Module):
     The inverse frequencies come from the host (every HF rope-scaling variant
     is a different `RotarySpec`); the angles are computed in the graph from
     each row's own positions. LongRoPE's long frequencies replace the short
-    ones for a whole call once a position in it reaches `long_after`.
+    ones for a whole row of a call once a position of that row reaches
+    `long_after` (transformers switches per call; per row, a batch gives
+    what its rows give alone).
     """
 
     def __init__(self, spec: RotarySpec) -> None:
@@ -46,7 +48,7 @@ class RotaryPositions(Module):
         cos, sin = self._cos_sin(self.spec.inv_freq, positions, x.dtype)
         if self.spec.long_inv_freq is not None:
             long_cos, long_sin = self._cos_sin(self.spec.long_inv_freq, positions, x.dtype)
-            longest = F.max(F.max(positions, axis=-1), axis=0).reshape(()).cast(DType.float32)
+            longest = F.max(positions, axis=-1).cast(DType.float32)[:, :, None, None]  # (B, 1, 1, 1)
             use_long = longest >= float(self.spec.long_after)
             cos, sin = F.where(use_long, long_cos, cos), F.where(use_long, long_sin, sin)
         half = len(self.spec.inv_freq)

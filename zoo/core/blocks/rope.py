@@ -22,8 +22,10 @@ SUPPORTED = ("default", "linear", "llama3", "longrope")
 class RotarySpec:
     """What the rotary block needs: inverse frequencies and the cos/sin scale.
 
-    LongRoPE switches to `long_inv_freq` for a whole call once any position in
-    it reaches `long_after` (as transformers does, per forward call).
+    LongRoPE switches a sequence to `long_inv_freq` once any of its positions
+    reaches `long_after`: the rotary block switches per row of a call, and the
+    engine recomputes a sequence whose cache was filled on the short
+    frequencies when it crosses (`ModelConfig.rope_switch_position`).
     """
 
     inv_freq: tuple[float, ...]

@@ -59,6 +59,17 @@ def attention_masks(
     return masks
 
 
+def crosses_rope_switch(config: ModelConfig, cache: KVCache, positions: np.ndarray, valid: np.ndarray) -> bool:
+    """Whether some row reaches the config's LongRoPE switch position in this call while its
+    cached keys were all computed before it (on the short frequencies)."""
+    switch = config.rope_switch_position
+    if switch is None or cache.filled == 0:
+        return False
+    before = np.where(cache.valid[:, : cache.filled], cache.positions[:, : cache.filled], -1).max(axis=1)
+    now = np.where(valid, positions, -1).max(axis=1)
+    return bool(np.any((now >= switch) & (before < switch)))
+
+
 class RunnableModel(Protocol):
     """What the engine runs: a compiled graph with its config, device and dtype (a `LoadedModel`)."""
 
@@ -105,13 +116,20 @@ class Engine:
         new keys/values into `cache`. Returns the greedy tokens (B,) and the logits of the
         positions `rows` (B, R) names (default: each row's last), (B, R, V)."""
         device = self.model.device
+        if rows is None and crosses_rope_switch(self.config, cache, positions, valid):
+            # LongRoPE: the cached keys rotated on the short frequencies; run the whole
+            # sequence again, as transformers recomputes its cache at the switch.
+            past_tokens, past_positions, past_valid = cache.rewind()
+            tokens = np.concatenate([past_tokens, tokens], axis=1)
+            positions = np.concatenate([past_positions, positions], axis=1)
+            valid = np.concatenate([past_valid, valid], axis=1)
         batch, seqlen = tokens.shape
         if rows is None:
             rows = np.arange(batch, dtype=np.int64)[:, None] * seqlen + (seqlen - 1)
         masks = attention_masks(self.config, cache, positions, valid)
         inputs = [to_buffer(a, device) for a in (tokens, positions, rows, *masks)]
         greedy, logits, *new = self.model.graph.run(*inputs, *self._past(cache))
-        cache.write([_to_host(t) for t in new], positions, valid)
+        cache.write([_to_host(t) for t in new], positions, valid, tokens)
         return _to_host(greedy).to_numpy().reshape(-1), _to_host(logits).to_numpy()
 
     def score(self, tokens: Sequence[int]) -> np.ndarray:

@@ -72,6 +72,10 @@ class TextGenerator:
         self.engine = Engine(model)
         self.completions: list[Completion] = []
 
+    def encode(self, prompt: str) -> list[int]:
+        """The prompt's token ids, checked like every prompt (not empty, fits the context)."""
+        return encode_prompts(self.tokenizer, self.model.config, [prompt])[0]
+
     def stream(self, prompts: Sequence[str], options: SamplingOptions) -> Iterator[tuple[int, str]]:
         """Yields `(row, new_text)` as tokens arrive; `self.completions` holds the results."""
         options.check()

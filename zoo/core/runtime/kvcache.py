@@ -39,6 +39,7 @@ class KVCache:
         self.capacity = capacity
         self.positions = np.zeros((batch, capacity), dtype=np.int64)
         self.valid = np.zeros((batch, capacity), dtype=bool)
+        self.tokens = np.zeros((batch, capacity), dtype=np.int64)
         # float32 caches are also seen as numpy arrays (same memory): a decode step makes
         # 2 x layers tiny copies, and numpy's per-call cost is a fraction of torch's.
         self._numpy = None
@@ -63,9 +64,9 @@ class KVCache:
             return np.zeros((self.batch, 1), dtype=np.int64), np.zeros((self.batch, 1), dtype=bool)
         return self.positions, self.valid
 
-    def write(self, new: Sequence[Any], positions: np.ndarray, valid: np.ndarray) -> None:
+    def write(self, new: Sequence[Any], positions: np.ndarray, valid: np.ndarray, tokens: np.ndarray | None = None) -> None:
         """Stores the graph's new k0, v0, k1, v1, ..., each (B, S, Hkv, D), after the filled
-        slots, with the tokens' positions and validity (B, S)."""
+        slots, with the tokens' positions and validity (B, S) and the token ids."""
         start = self.filled
         end = start + int(new[0].shape[1])
         if self._numpy is not None:
@@ -79,7 +80,15 @@ class KVCache:
             values[layer][:, :, start:end] = permute(convert(v), (0, 2, 1, 3))
         self.positions[:, start:end] = positions
         self.valid[:, start:end] = valid
+        if tokens is not None:
+            self.tokens[:, start:end] = tokens
         self.filled = end
+
+    def rewind(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Empties the cache; returns the (tokens, positions, valid) it held, (B, filled) each,
+        for the engine to run again."""
+        end, self.filled = self.filled, 0
+        return self.tokens[:, :end].copy(), self.positions[:, :end].copy(), self.valid[:, :end].copy()
 
 
 def _zeros(shape: tuple[int, ...], torch_dtype: Any) -> Any:
