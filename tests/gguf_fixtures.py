@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from conftest import SHARED_DATA, STORIES, save_gpt2_tokenizer
-from zoo.architectures.llama import ARCHITECTURE
 
 LLAMACPP = Path(os.environ.get("LLAMACPP_HOME", Path.home() / ".cache" / "zoo-llamacpp")) / "src"
 LLAMACPP_BIN = LLAMACPP / "build" / "bin"
@@ -32,32 +31,34 @@ BPE = "bpe"
 _SMALL = {"hidden_size": 48, "intermediate_size": 80, "num_hidden_layers": 2, "num_attention_heads": 4,
           "num_key_value_heads": 2, "max_position_embeddings": 64}
 
-# Llama's `zoo verify` variant (GQA, biases, head_dim 10, Llama 3 rope scaling): sentencepiece cut to its 256 tokens.
-LLAMA_VARIANT = dict(ARCHITECTURE.variants[0].hf_config)
 
-# name -> (transformers config class, tokenizer kind, config fields). "llama", "llama-mqa" and "gpt2" have
-# the shapes of Llama's verify variant, test_llama's "mqa" and gpt2_fixtures.TINY: zoo compiles no new graph.
+def variant(module: str, index: int = 0) -> dict[str, Any]:
+    """The config fields of an architecture's `zoo verify` variant (its shapes are compiled by verify and
+    the family's tests, so zoo compiles no new graph for a fixture made from it)."""
+    import importlib
+
+    fields = dict(importlib.import_module(f"zoo.architectures.{module}").ARCHITECTURE.variants[index].hf_config)
+    return {k: v for k, v in fields.items() if k not in ("architectures", "model_type")}
+
+
+# name -> (transformers config class, tokenizer kind, config fields). Verify variants where llama.cpp's
+# GGUF carries everything the variant sets; own configs where it does not (Qwen 2's and Mistral's
+# sliding windows, GPT-2's exact GELU and n_inner) or where the plugin has none (Gemma, OLMo 2).
 FAMILIES: dict[str, tuple[str, str, dict[str, Any]]] = {
-    "llama": ("LlamaConfig", SPM, {k: v for k, v in LLAMA_VARIANT.items() if k not in ("architectures", "model_type")}),
-    "llama-mqa": ("LlamaConfig", BPE, {"vocab_size": 50257, "hidden_size": 48, "intermediate_size": 80, "num_hidden_layers": 2,
-                                       "num_attention_heads": 4, "num_key_value_heads": 1, "tie_word_embeddings": True,
-                                       "max_position_embeddings": 128,
-                                       "rope_parameters": {"rope_type": "linear", "rope_theta": 500.0, "factor": 2.0}}),
-    "mixtral": ("MixtralConfig", SPM, {**_SMALL, "vocab_size": 512, "num_local_experts": 4, "num_experts_per_tok": 2}),
+    "llama": ("LlamaConfig", SPM, variant("llama", 0)),
+    "llama-mqa": ("LlamaConfig", BPE, variant("llama", 1)),
+    "mixtral": ("MixtralConfig", BPE, variant("mixtral")),
     "qwen2": ("Qwen2Config", SPM, {**_SMALL, "vocab_size": 512}),
-    "qwen3": ("Qwen3Config", SPM, {**_SMALL, "vocab_size": 512, "head_dim": 16}),
+    "qwen3": ("Qwen3Config", BPE, variant("qwen3")),
     "gemma2": ("Gemma2Config", SPM, {**_SMALL, "vocab_size": 512, "head_dim": 16, "query_pre_attn_scalar": 16,
                                      "sliding_window": 8, "attn_logit_softcapping": 30.0, "final_logit_softcapping": 20.0}),
     "gemma3": ("Gemma3TextConfig", SPM, {**_SMALL, "vocab_size": 512, "head_dim": 16, "query_pre_attn_scalar": 16,
                                          "sliding_window": 8, "num_hidden_layers": 7}),
-    "phi3": ("Phi3Config", SPM, {**_SMALL, "vocab_size": 512, "num_key_value_heads": 4, "partial_rotary_factor": 0.5,
-                                 "original_max_position_embeddings": 64, "pad_token_id": 0}),
+    "phi3": ("Phi3Config", BPE, variant("phi3")),
     "olmo2": ("Olmo2Config", BPE, {**_SMALL, "vocab_size": 50257, "pad_token_id": 0}),
-    "granite": ("GraniteConfig", SPM, {**_SMALL, "vocab_size": 512, "embedding_multiplier": 3.0, "residual_multiplier": 0.5,
-                                       "attention_multiplier": 0.3, "logits_scaling": 2.0}),
+    "granite": ("GraniteConfig", BPE, variant("granite")),
     "gpt2": ("GPT2Config", BPE, {"vocab_size": 50257, "n_embd": 64, "n_layer": 2, "n_head": 4, "n_positions": 128}),
-    "gptneox": ("GPTNeoXConfig", BPE, {"vocab_size": 50257, "hidden_size": 48, "intermediate_size": 80, "num_hidden_layers": 2,
-                                       "num_attention_heads": 4, "rotary_pct": 0.5, "max_position_embeddings": 64}),
+    "gptneox": ("GPTNeoXConfig", BPE, variant("gpt_neox")),
 }
 
 

@@ -5,7 +5,7 @@ weights, a random Llama quantized to every type), and tiny random checkpoints of
 family its converter writes (`gguf_fixtures`). Most checks need no compile: a GGUF file's
 config, tensors (by HF name) and tokenizer equal the HF checkpoint's, so zoo runs it as it
 runs that checkpoint (which its family's own tests hold to transformers). The compiled
-checks reuse graphs other tests compile: stories260K, test_llama's "mqa" shape and
+checks reuse graphs other tests compile: stories260K, the families' verify variants and
 gpt2_fixtures.TINY; llama-256 adds one shape.
 """
 
@@ -29,7 +29,7 @@ from zoo.core.resolve import make_config
 STORIES_GGUF = {kind: GGUF_DATA / f"stories260K-{kind}.gguf" for kind in ("f32", "f16", "bf16", "q8_0", "Q4_0")}
 LLAMA_256 = {kind: GGUF_DATA / f"llama-256-{kind}.gguf" for kind in ("f32", "f16", "bf16", "q8_0", "Q4_0", "Q4_K_M", "Q5_K_M", "Q6_K")}
 # Families zoo runs today, by fixture name; the others are checked against transformers alone.
-ZOO_FAMILIES = ("llama", "llama-mqa", "mixtral", "gpt2")
+ZOO_FAMILIES = ("llama", "llama-mqa", "mixtral", "qwen2", "qwen3", "phi3", "granite", "gpt2", "gptneox")
 
 
 @pytest.fixture(scope="module")
@@ -306,8 +306,10 @@ def test_llama_256_scores_as_llama_cpp_in_every_k_quant(registry):
         assert abs(ours - theirs) / theirs < (1e-3 if kind == "f32" else 1e-2), (kind, ours, theirs)
 
 
-@pytest.mark.parametrize("family", ["llama", "llama-mqa", "gpt2"])
+@pytest.mark.parametrize("family", ["llama", "llama-mqa", "mixtral", "qwen3", "phi3", "granite", "gpt2", "gptneox"])
 def test_family_gguf_logits_equal_transformers(families, registry, family):
+    """zoo on the F32 GGUF file against transformers on the checkpoint it came from, at every cached
+    step (fixtures with the shapes of the families' verify variants: no new compile)."""
     from reference import assert_matches_transformers
 
     folder, path = families[family]

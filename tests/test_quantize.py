@@ -24,7 +24,7 @@ from zoo.core.checkpoints.quantize import quantize_model
 from zoo.core.checkpoints.tokenizer import load_tokenizer
 
 # keys that name the file rather than describe the model
-NAMING = ("general.name", "general.size_label", "general.basename", "general.version")
+NAMING = ("general.name", "general.size_label", "general.basename", "general.version", "general.finetune")
 
 
 def contents(path: Path) -> tuple[dict, dict]:

@@ -121,13 +121,13 @@ def _finish_phi3(hf: dict[str, Any], file: Any) -> None:
     hf["sliding_window"] = window or None
     original = file.arch_value("rope.scaling.original_context_length")
     long, short = file.float_tensor("rope_factors_long.weight"), file.float_tensor("rope_factors_short.weight")
+    if original is not None:
+        hf["original_max_position_embeddings"] = original
     if long is not None and short is not None:
         hf["rope_scaling"] = {
             "rope_type": "longrope", "long_factor": long.tolist(), "short_factor": short.tolist(),
             "original_max_position_embeddings": original,
         }
-    elif original is not None:
-        hf["original_max_position_embeddings"] = original
 
 
 def _gemma_scale(hf: dict[str, Any], file: Any) -> None:

@@ -15,6 +15,7 @@ then F16).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -199,6 +200,9 @@ def _phi3(meta: dict[str, Any], hf: Mapping[str, Any]) -> None:
         meta["rope.scaling.original_context_length"] = int(original)
     meta["attention.sliding_window"] = int(hf.get("sliding_window") or 0)
     meta.pop("rope.scaling.type", None)
+    if params.get("long_factor") and original:
+        scale = hf["max_position_embeddings"] / original
+        meta["rope.scaling.attn_factor"] = math.sqrt(1 + math.log(scale) / math.log(original)) if scale > 1.0 else 1.0
 
 
 def _sliding(meta: dict[str, Any], hf: Mapping[str, Any]) -> None:
