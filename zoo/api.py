@@ -117,9 +117,12 @@ class Model:
 
     def perplexity(self, text: str, *, context: int | None = None) -> Perplexity:
         """Perplexity of `text` with llama-perplexity's protocol (windows of `context` tokens,
-        default min(512, the model's context), each from BOS, the second half scored)."""
+        default min(512, the model's context), each from BOS when the tokenizer prepends one,
+        the second half scored)."""
         window = context or min(DEFAULT_PERPLEXITY_WINDOW, self.config.context_length)
-        return perplexity(self.logits, self.tokenizer.encode(text), window, self.tokenizer.bos_token_id)
+        tokens = self.tokenizer.encode(text)
+        bos = self.tokenizer.bos_token_id
+        return perplexity(self.logits, tokens, window, bos if tokens and tokens[0] == bos else None)
 
 
 def load(

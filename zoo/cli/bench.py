@@ -9,7 +9,7 @@ import click
 
 from zoo.core.errors import OptionsError
 
-from .common import device_flag, dtype_flag, json_flag, registry
+from .common import device_flag, dtype_flag, gguf_file_flag, json_flag, registry, with_gguf_file
 
 
 @click.command("bench")
@@ -21,13 +21,16 @@ from .common import device_flag, dtype_flag, json_flag, registry
 @click.option("--no-transformers", is_flag=True, help="Skip the HF transformers baseline.")
 @click.option("--weights", type=click.Path(path_type=Path), default=None, help="Weights file to use instead of the checkpoint directory's own.")
 @click.option("--tokenizer", type=click.Path(path_type=Path), default=None, help="Tokenizer file or directory.")
+@gguf_file_flag
 @device_flag
 @dtype_flag
 def bench_command(model: str, random_weights: bool, contexts: str, new_tokens: int, as_json: bool,
-                  no_transformers: bool, weights: Path | None, tokenizer: Path | None, device: str, dtype: str | None) -> None:
+                  no_transformers: bool, weights: Path | None, tokenizer: Path | None, gguf_file: str | None,
+                  device: str, dtype: str | None) -> None:
     """Benchmark compile, prefill and decode speed against HF transformers."""
     from zoo.bench.run import bench_model, format_report
 
+    model = with_gguf_file(model, gguf_file)
     try:
         lengths = [int(c) for c in contexts.split(",") if c.strip()]
     except ValueError:

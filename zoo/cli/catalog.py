@@ -6,7 +6,7 @@ import json
 
 import click
 
-from .common import json_flag
+from .common import gguf_file_flag, json_flag, with_gguf_file
 
 
 @click.command("list")
@@ -27,11 +27,12 @@ def list_command(as_json: bool) -> None:
 @click.command("info")
 @click.argument("model")
 @json_flag
-def info_command(model: str, as_json: bool) -> None:
+@gguf_file_flag
+def info_command(model: str, as_json: bool, gguf_file: str | None) -> None:
     """Show MODEL's resolved config and where its weights come from."""
     from zoo.api import info
 
-    details = info(model)
+    details = info(with_gguf_file(model, gguf_file))
     if as_json:
         click.echo(json.dumps(details, indent=2, default=str))
         return

@@ -57,6 +57,7 @@ def sampling_from(values: dict[str, Any]) -> SamplingOptions:
 def model_flags(func: F) -> F:
     """Where the weights, tokenizer, device and dtype come from."""
     decorators = [
+        gguf_file_flag,
         click.option("--weights", type=click.Path(path_type=Path), default=None, help="Weights file to use instead of the checkpoint directory's own."),
         click.option("--tokenizer", type=click.Path(path_type=Path), default=None, help="Tokenizer file or directory (tokenizer.json, sentencepiece .model; llama2.c tokenizer.bin with llama2.c checkpoints)."),
         device_flag,
@@ -70,6 +71,21 @@ def model_flags(func: F) -> F:
 device_flag = click.option("--device", type=click.Choice(["auto", "cpu", "gpu"]), default="auto", show_default=True, help="Where to run.")
 dtype_flag = click.option("--dtype", type=click.Choice(["float32", "bfloat16"]), default=None, help="Weights and activations dtype [default: float32 on CPU, bfloat16 on GPU].")
 json_flag = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+gguf_file_flag = click.option(
+    "--gguf-file", default=None, metavar="NAME",
+    help="The GGUF file to run from a hub repo (or folder) holding several; same as MODEL:NAME (MODEL:Q4_K_M picks by quantization).",
+)
+
+
+def with_gguf_file(model: str, gguf_file: str | None) -> str:
+    """MODEL with --gguf-file NAME becomes MODEL:NAME, the reference that picks that file."""
+    if gguf_file is None:
+        return model
+    if not gguf_file.lower().endswith(".gguf"):
+        from zoo.core.errors import OptionsError
+
+        raise OptionsError(f"--gguf-file must name a .gguf file, got {gguf_file!r} (MODEL:{gguf_file} picks by quantization)")
+    return f"{model}:{gguf_file}"
 
 
 def registry() -> Registry:

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from zoo.core.runtime.generation import TextGenerator
     from zoo.core.runtime.sampling import SamplingOptions
 
-from .common import model_flags, registry, sampling_flags, sampling_from
+from .common import model_flags, registry, sampling_flags, sampling_from, with_gguf_file
 
 
 @click.command("run")
@@ -40,6 +40,7 @@ def run_command(model: str, prompts: tuple[str, ...], prompts_file: Path | None,
     from zoo.core.runtime.generation import TextGenerator, encode_prompts
 
     options = sampling_from(flags)
+    model = with_gguf_file(model, flags.pop("gguf_file"))
     device, dtype = flags["device"], flags["dtype"]
     check_device_options(device, dtype)
     all_prompts = list(prompts) + (read_prompts_file(prompts_file) if prompts_file else [])

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .architecture import Architecture, Checkpoint
+from .checkpoints.quantized import QuantizedWeight
 from .checkpoints.tokenizer import Tokenizer
 from .config import ModelConfig
 from .errors import ConfigError, OptionsError, TokenizerError, WeightsError
@@ -99,6 +100,10 @@ def prepare_model(
 def compile_prepared(prepared: PreparedModel, *, device: str = "auto", dtype: str | None = None, verbose: bool = True) -> LoadedModel:
     """Maps, checks and compiles a prepared model, then warms it up."""
     resolved, checkpoint = prepared.resolved, prepared.checkpoint
+    if dtype is None and any(isinstance(t, QuantizedWeight) for t in checkpoint.tensors.values()):
+        raise OptionsError(
+            "this checkpoint holds quantized weights, which zoo runs only dequantized for now: pass --dtype float32"
+        )
     max_device = pick_device(device)
     max_dtype = pick_dtype(dtype, max_device)
     architecture = resolved.architecture
@@ -155,6 +160,8 @@ def check_weights(expected: Mapping[str, tuple[int, ...]], mapped: Mapping[str, 
 def _is_float(tensor: Any) -> bool:
     import torch
 
+    if isinstance(tensor, QuantizedWeight):
+        return True
     if isinstance(tensor, torch.Tensor):
         return tensor.is_floating_point()
     kind = getattr(getattr(tensor, "dtype", None), "kind", None)
@@ -237,8 +244,11 @@ def compile_mapped(
 
 
 def _as_dtype(tensor: Any, torch_dtype: Any) -> Any:
+    """A float tensor in `torch_dtype`; quantized weights are dequantized (an explicit --dtype asked for it)."""
     import torch
 
+    if isinstance(tensor, QuantizedWeight):
+        tensor = torch.from_numpy(tensor.dequantize())
     if not isinstance(tensor, torch.Tensor):
         tensor = torch.as_tensor(tensor)
     return tensor.detach().to(torch_dtype).contiguous()

@@ -21,7 +21,7 @@ from .checkpoints.hf import find_weights, read_config, read_tensors
 from .checkpoints.sources import ModelSource, download, download_file, resolve_source
 from .checkpoints.tokenizer import has_tokenizer_files, load_tokenizer
 from .config import LIMITS, ModelConfig
-from .errors import ConfigError, UnsupportedModelError, WeightsError, ZooError
+from .errors import ConfigError, DownloadError, UnsupportedModelError, WeightsError, ZooError
 from .registry import Registry
 
 
@@ -51,7 +51,13 @@ def resolve_model(ref: str, registry: Registry | None = None) -> ResolvedModel:
     """Resolves `ref` (alias, hub id, directory or checkpoint file) and checks its config."""
     registry = registry or default_registry()
     source = resolve_source(ref, registry)
-    hf_config = _hf_config(source, registry)
+    try:
+        hf_config = _hf_config(source, registry)
+    except DownloadError:
+        gguf = _gguf_only_repo(source)
+        if gguf is None:
+            raise
+        source, hf_config = gguf, _hf_config(gguf, registry)
     architecture = architecture_for(hf_config, registry)
     return ResolvedModel(ref, source, hf_config, architecture, make_config(architecture, hf_config))
 
@@ -68,6 +74,22 @@ def _hf_config(source: ModelSource, registry: Registry) -> dict[str, Any]:
     if source.kind == "file":
         return dict(resolve(weight_format_for(source.path, registry).read_config)(source.path))
     return read_config(download_file(source.repo_id, "config.json").parent)
+
+
+def _gguf_only_repo(source: ModelSource) -> ModelSource | None:
+    """A hub repo without config.json that holds GGUF files: the file llama.cpp's -hf would pick."""
+    if source.kind != "hub" or source.repo_id is None:
+        return None
+    from .checkpoints.gguf_hub import fetch_gguf, is_model_file, repo_files
+
+    try:
+        files = repo_files(source.repo_id)
+    except ZooError:
+        return None
+    if "config.json" in files or not any(is_model_file(f) for f in files):
+        return None
+    filename, local = fetch_gguf(source.repo_id, None)
+    return ModelSource(source.ref, "file", path=local, repo_id=source.repo_id, filename=filename)
 
 
 def weight_format_for(path: Path, registry: Registry) -> WeightFormat:

@@ -24,6 +24,7 @@ from types import ModuleType
 
 import pluggy
 
+from zoo.core.checkpoints.formats import CORE_FORMATS
 from zoo.core.errors import ZooError
 from zoo.core.registry import PluginCommand, Registry
 
@@ -31,6 +32,7 @@ from . import hookspecs
 
 ENTRY_POINT_GROUP = hookspecs.PROJECT
 STRICT = "ZOO_STRICT_PLUGINS"
+CORE_PLUGIN = "core"
 _RECORD_HOOKS = ("register_architectures", "register_models", "register_weight_formats")
 
 
@@ -96,8 +98,11 @@ def _entry_point_plugins() -> list[tuple[str, ModuleType]]:
 
 
 def build_registry(pm: pluggy.PluginManager) -> Registry:
-    """Calls every plugin's hooks one plugin at a time, so one failure stays local."""
+    """Adds the core's own weight formats, then calls every plugin's hooks one plugin at a
+    time, so one failure stays local."""
     registry = Registry()
+    for record in CORE_FORMATS:
+        registry.add(record, CORE_PLUGIN)
     for hook_name in (*_RECORD_HOOKS, "register_commands"):
         for impl in getattr(pm.hook, hook_name).get_hookimpls():
             collected: list[object] = []

@@ -4,6 +4,7 @@ HF GPT-2 stores its projections as Conv1D, `[in, out]`, where a Linear wants
 `[out, in]`: c_attn, c_proj and c_fc weights are transposed. `lm_head` is tied
 to `wte`, and the causal-mask buffers (`attn.bias`, `attn.masked_bias`) are
 not weights at all. Checkpoints come with or without the `transformer.` prefix.
+A quantized weight (from a GGUF file) is already stored (out, in) and is not transposed.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from typing import Any
+
+from zoo.core.checkpoints.quantized import QuantizedWeight
 
 from .config import GPT2Config
 
@@ -45,7 +48,7 @@ def map_weights(checkpoint: Mapping[str, Any], config: GPT2Config) -> dict[str, 
         name = name.removeprefix("transformer.")
         if _SKIPPED.search(name):
             continue
-        if name.endswith(_CONV1D):
+        if name.endswith(_CONV1D) and not isinstance(tensor, QuantizedWeight):
             tensor = tensor.T.contiguous() if tensor.ndim == 2 else tensor
         mapped[_rename(name)] = tensor
     return mapped

@@ -37,17 +37,17 @@ _SKIPPED = re.compile(r"(^|\.)rotary_emb\.inv_freq$")
 
 def concat_rows(*tensors: Any) -> Any:
     """Stacks weights (or biases) of projections that run as one fused matmul; quantized
-    weights are stacked row by row without decoding."""
-    from .quantized import QuantizedWeight
-
-    if any(isinstance(t, QuantizedWeight) for t in tensors):
-        if not all(isinstance(t, QuantizedWeight) for t in tensors):
-            from zoo.core.errors import WeightsError
-
-            raise WeightsError("cannot fuse a quantized weight with a float one")
-        return QuantizedWeight.concat_rows(tensors)
+    weights of one encoding are stacked row by row without decoding. Parts in different
+    encodings (llama.cpp's Q4_K_M keeps v in Q6_K beside Q4_K q and k) are decoded to float32."""
     import torch
 
+    from .quantized import QuantizedWeight
+
+    quantized = [t for t in tensors if isinstance(t, QuantizedWeight)]
+    if quantized and len(quantized) == len(tensors) and len({t.encoding for t in quantized}) == 1:
+        return QuantizedWeight.concat_rows(tensors)
+    if quantized:
+        tensors = tuple(torch.from_numpy(t.dequantize()) if isinstance(t, QuantizedWeight) else t.float() for t in tensors)
     return torch.cat(tensors, dim=0)
 
 

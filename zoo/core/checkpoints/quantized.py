@@ -62,10 +62,18 @@ class QuantizedWeight:
 
     @classmethod
     def quantize(cls, array: np.ndarray, encoding: str) -> "QuantizedWeight":
-        """Encodes a float (rows, cols) array (where the `gguf` package has an encoder)."""
+        """Encodes a float (rows, cols) array: K-quants with zoo's encoders (`kquants`), the rest
+        with the `gguf` package's."""
         from gguf.quants import quantize
 
         array = np.ascontiguousarray(np.asarray(array, dtype=np.float32))
+        block_values = ENCODINGS[encoding][0] if encoding in ENCODINGS else 1
+        if array.ndim != 2 or array.shape[1] % block_values:
+            raise WeightsError(f"{encoding} needs rows of a multiple of {block_values} values, got shape {array.shape}")
+        if encoding in ("q4_k", "q5_k", "q6_k"):
+            from .kquants import quantize_k
+
+            return cls(encoding, (int(array.shape[0]), int(array.shape[1])), quantize_k(array, encoding))
         try:
             data = quantize(array, _ggml_type(encoding))
         except NotImplementedError:

@@ -27,8 +27,12 @@ class ModelSource:
     path: Path | None = None
     repo_id: str | None = None
     alias: ModelAlias | None = None
+    filename: str | None = None
+    """A file picked from a hub repo (a GGUF file): its name in the repo; `path` is its local copy."""
 
     def describe(self) -> str:
+        if self.kind == "file" and self.repo_id and self.filename:
+            return f"hf://{self.repo_id}/{self.filename}"
         if self.kind in ("dir", "file"):
             return str(self.path)
         suffix = f" (alias {self.alias.name})" if self.alias else ""
@@ -36,12 +40,27 @@ class ModelSource:
 
 
 def resolve_source(ref: str, registry: Registry) -> ModelSource:
-    """Turns what the user typed into a `ModelSource`, or a ZooError with close matches."""
+    """Turns what the user typed into a `ModelSource`, or a ZooError with close matches.
+
+    `REF:TAG` picks one GGUF file of a hub repo or a local folder (a quantization such as
+    Q4_K_M, or a file name); a folder of GGUF files without a config.json is one of them."""
+    from .gguf_hub import fetch_gguf, folder_gguf, split_tag
+
     path = Path(ref).expanduser()
     if path.is_dir():
+        if not (path / "config.json").is_file() and any(path.glob("*.gguf")):
+            return ModelSource(ref, "file", path=folder_gguf(path, None))
         return ModelSource(ref, "dir", path=path)
     if path.is_file():
         return ModelSource(ref, "file", path=path)
+    base, tag = split_tag(ref)
+    if tag is not None:
+        folder = Path(base).expanduser()
+        if folder.is_dir():
+            return ModelSource(ref, "file", path=folder_gguf(folder, tag))
+        if _REPO_ID.match(base) and not base.startswith((".", "/")):
+            filename, local = fetch_gguf(base, tag)
+            return ModelSource(ref, "file", path=local, repo_id=base, filename=filename)
     alias = registry.aliases.get(ref) or {a.lower(): v for a, v in registry.aliases.items()}.get(ref.lower())
     if alias is not None:
         return ModelSource(ref, "alias", repo_id=alias.repo_id, alias=alias)

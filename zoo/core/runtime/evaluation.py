@@ -2,8 +2,8 @@
 
 The text's tokens are cut into consecutive windows of `window` tokens (a
 trailing partial window is dropped); each window's first token is replaced by
-BOS when the tokenizer has one; the model sees the whole window and the second
-half of it is scored: the predictions at positions window/2 .. window-2 of the
+BOS when the tokenizer prepends one (llama.cpp's add_bos: the caller passes
+`bos` then); the model sees the whole window and the second half of it is scored: the predictions at positions window/2 .. window-2 of the
 tokens that follow them. Perplexity is exp of the mean negative log-likelihood
 over all scored tokens.
 """

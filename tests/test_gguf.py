@@ -1,0 +1,319 @@
+"""GGUF files read back as HF checkpoints: config, tokenizer, tensors, and the model they run.
+
+Files come from llama.cpp's own tools: the ones in ../shared/data/gguf (stories260K's real
+weights, a random Llama quantized to every type), and tiny random checkpoints of every
+family its converter writes (`gguf_fixtures`). Most checks need no compile: a GGUF file's
+config, tensors (by HF name) and tokenizer equal the HF checkpoint's, so zoo runs it as it
+runs that checkpoint (which its family's own tests hold to transformers). The compiled
+checks reuse graphs other tests compile: stories260K, the families' verify variants and
+gpt2_fixtures.TINY; llama-256 adds one shape.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import STORIES
+from gguf_fixtures import FAMILIES, GGUF_DATA, TEXT, build_all, hf_model, llamacpp_perplexity, llamacpp_tokens
+from zoo.core.checkpoints import gguf as reader
+from zoo.core.checkpoints.gguf_tokenizer import gguf_tokenizer
+from zoo.core.checkpoints.quantized import QuantizedWeight
+from zoo.core.errors import OptionsError, UnsupportedModelError, WeightsError
+from zoo.core.resolve import make_config
+
+STORIES_GGUF = {kind: GGUF_DATA / f"stories260K-{kind}.gguf" for kind in ("f32", "f16", "bf16", "q8_0", "Q4_0")}
+LLAMA_256 = {kind: GGUF_DATA / f"llama-256-{kind}.gguf" for kind in ("f32", "f16", "bf16", "q8_0", "Q4_0", "Q4_K_M", "Q5_K_M", "Q6_K")}
+# Families zoo runs today, by fixture name; the others are checked against transformers alone.
+ZOO_FAMILIES = ("llama", "llama-mqa", "mixtral", "qwen2", "qwen3", "phi3", "granite", "gpt2", "gptneox")
+
+
+@pytest.fixture(scope="module")
+def families():
+    return build_all(list(FAMILIES))
+
+
+def open_file(path: Path) -> reader.GGUFFile:
+    return reader.GGUFFile(path)
+
+
+def hf_tensors(folder: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "model.safetensors"))
+
+
+def as_float(value) -> np.ndarray:
+    if isinstance(value, QuantizedWeight):
+        return value.dequantize()
+    return value.float().numpy()
+
+
+# --- config, tensors and tokenizer of llama.cpp's files ----------------------------------
+
+
+@pytest.mark.parametrize("path, folder", [(STORIES_GGUF["f32"], STORIES / "hf"), (LLAMA_256["f32"], GGUF_DATA / "llama-256-hf")])
+def test_config_equals_the_hf_checkpoints(registry, path, folder):
+    config = reader.read_config(path)
+    original = json.loads((folder / "config.json").read_text())
+    architecture = registry.architecture("LlamaForCausalLM")
+    assert config["architectures"] == ["LlamaForCausalLM"]
+    assert config["rms_norm_eps"] == original["rms_norm_eps"]  # stored as float32, read back as written
+    assert make_config(architecture, config) == make_config(architecture, original)
+
+
+@pytest.mark.parametrize("path, folder", [(STORIES_GGUF["f32"], STORIES / "hf"), (LLAMA_256["f32"], GGUF_DATA / "llama-256-hf")])
+def test_f32_tensors_equal_the_hf_checkpoints_exactly(path, folder):
+    """Names come back as HF's and llama.cpp's q/k row permutation is undone."""
+    file = open_file(path)
+    tensors = reader.read_tensors(file, reader.hf_config(file))
+    expected = hf_tensors(folder)
+    assert sorted(tensors) == sorted(expected)
+    for name, value in tensors.items():
+        np.testing.assert_array_equal(value.numpy(), expected[name].numpy(), err_msg=name)
+
+
+@pytest.mark.parametrize("kind, encodings, tolerance", [
+    ("f16", {"f16"}, 1e-3), ("bf16", {"bf16"}, 4e-3), ("q8_0", {"q8_0"}, 5e-3), ("Q4_0", {"q4_0", "q6_k"}, 0.15),
+    ("Q4_K_M", {"q4_k", "q6_k"}, 0.1), ("Q5_K_M", {"q5_k", "q6_k"}, 0.05), ("Q6_K", {"q6_k"}, 0.03),
+])
+def test_low_precision_tensors_keep_their_encoding(kind, encodings, tolerance):
+    """F16/BF16 come back as float tensors of that dtype, quantized weights as QuantizedWeight,
+    each close to the float32 original (relative to the tensor's largest value)."""
+    import torch
+
+    file = open_file(LLAMA_256[kind])
+    tensors = reader.read_tensors(file, reader.hf_config(file))
+    expected = hf_tensors(GGUF_DATA / "llama-256-hf")
+    found = set()
+    for name, value in tensors.items():
+        if isinstance(value, QuantizedWeight):
+            found.add(value.encoding)
+            assert value.shape == tuple(expected[name].shape)
+        elif value.ndim == 2:
+            found.add({torch.float16: "f16", torch.bfloat16: "bf16"}[value.dtype])
+        reference = expected[name].numpy()
+        assert np.abs(as_float(value) - reference).max() <= tolerance * np.abs(reference).max(), name
+    assert found == encodings
+
+
+def test_the_tokenizer_is_the_sentencepiece_vocabulary_with_bos():
+    import sentencepiece
+
+    tokenizer = gguf_tokenizer(open_file(STORIES_GGUF["f32"]))
+    processor = sentencepiece.SentencePieceProcessor(model_file=str(STORIES / "tok512.model"))
+    text = TEXT.read_text()
+    assert tokenizer.encode(text) == [1, *processor.encode(text)]
+    assert tokenizer.encode("Once upon a time") == [1, 403, 407, 261, 378]
+    assert tokenizer.decode(tokenizer.encode("Once upon a time, there was")) == "Once upon a time, there was"
+    assert (tokenizer.bos_token_id, tokenizer.eos_token_ids, tokenizer.vocab_size) == (1, (2,), 512)
+
+
+@pytest.mark.parametrize("name", ["stories", "gpt2"])
+def test_tokens_equal_llama_cpps(families, tmp_path, name):
+    """What llama-perplexity tokenizes the text into, zoo does too (sentencepiece with BOS; GPT-2's BPE without)."""
+    path = STORIES_GGUF["f32"] if name == "stories" else families[name][1]
+    text = TEXT.read_text().removesuffix("\n")
+    theirs = llamacpp_tokens(path, 64, tmp_path)
+    ours = gguf_tokenizer(open_file(path)).encode(text)
+    assert len(theirs) >= 64 * 8
+    assert ours[: len(theirs)] == theirs
+
+
+# --- every family llama.cpp's converter writes ---------------------------------------------
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_every_family_reads_back_into_the_same_transformers_model(families, tmp_path, family):
+    """The config and tensors read from the F32 GGUF, saved as a HF folder, load into
+    transformers as the model the GGUF was converted from (exactly, but for the Llama 3 rope
+    parameters recovered from llama.cpp's per-dimension factors: an equivalent set, which
+    transformers computes to within float32 rounding)."""
+    import torch
+    from safetensors.torch import save_file
+    from transformers import AutoModelForCausalLM
+
+    folder, path = families[family]
+    file = open_file(path)
+    config = reader.hf_config(file)
+    tensors = reader.read_tensors(file, config)
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp_path / "model.safetensors"))
+    back, info = AutoModelForCausalLM.from_pretrained(str(tmp_path), output_loading_info=True)
+    assert not any(info.values()), info
+    original = hf_model(folder)
+    ids = torch.tensor([[1, 5, 9, 100, 200, 7, 3, 44, 12, 9, 8, 30, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]])
+    with torch.no_grad():
+        tolerance = 1e-4 if "llama3" in str(config.get("rope_scaling")) else 1e-6
+        np.testing.assert_allclose(back.eval()(ids).logits.numpy(), original(ids).logits.numpy(), rtol=0, atol=tolerance)
+
+
+@pytest.mark.parametrize("family", ZOO_FAMILIES)
+def test_zoo_reads_the_same_config_from_gguf_and_from_the_folder(families, registry, family):
+    folder, path = families[family]
+    config, original = reader.read_config(path), json.loads((folder / "config.json").read_text())
+    architecture = registry.architecture(original["architectures"][0])
+    assert config["architectures"] == original["architectures"]
+    ours_config, theirs_config = make_config(architecture, config), make_config(architecture, original)
+    # Llama 3 rope parameters come back as an equivalent set: the same frequencies
+    np.testing.assert_array_equal(ours_config.inv_freq(), theirs_config.inv_freq())
+    ours = ours_config.model_dump(exclude={"rope_scaling"})
+    theirs = theirs_config.model_dump(exclude={"rope_scaling"})
+    # llama.cpp's converter takes BOS/EOS from the tokenizer (GPT-2's: 50256), not from config.json
+    special = (1, (2,)) if FAMILIES[family][1] == "spm" else (50256, (50256,))
+    assert (ours.pop("bos_token_id"), ours.pop("eos_token_ids")) == special
+    assert {k: v for k, v in ours.items()} == {k: v for k, v in theirs.items() if k not in ("bos_token_id", "eos_token_ids")}
+
+
+def test_mixtral_experts_are_split_per_expert(families):
+    folder, path = families["mixtral"]
+    tensors = reader.read_tensors(open_file(path), reader.read_config(path))
+    assert tuple(tensors["model.layers.1.block_sparse_moe.experts.3.w2.weight"].shape) == (48, 80)
+    assert tuple(tensors["model.layers.0.block_sparse_moe.gate.weight"].shape) == (4, 48)
+
+
+def test_quantized_gpt2_weights_stay_out_by_in_through_the_mapper(families, registry, tmp_path):
+    """GPT-2's HF Conv1D weights are (in, out); a quantized GGUF weight is (out, in) rows,
+    which the mapper passes on as they are (floats are handed over HF's way and transposed)."""
+    from gguf_fixtures import quantize
+
+    folder, path = families["gpt2"]
+    q8 = quantize(path, tmp_path / "gpt2-q8_0.gguf", "Q8_0")
+    config = reader.read_config(q8)
+    checkpoint = reader.read_tensors(open_file(q8), config)
+    architecture = registry.architecture("GPT2LMHeadModel")
+    mapped = architecture.mapper()(checkpoint, make_config(architecture, config))
+    weight = mapped["layers.0.attention.qkv_proj.weight"]
+    assert isinstance(weight, QuantizedWeight) and weight.encoding == "q8_0" and weight.shape == (192, 64)
+    expected = hf_tensors(folder)["transformer.h.0.attn.c_attn.weight"].numpy().T
+    assert np.abs(weight.dequantize() - expected).max() < 0.01 * np.abs(expected).max()
+
+
+# --- errors --------------------------------------------------------------------------------
+
+
+def test_a_tensor_type_zoo_cannot_run_is_named(tmp_path):
+    from gguf_fixtures import quantize
+
+    q4_1 = quantize(STORIES_GGUF["f32"], tmp_path / "stories-q4_1.gguf", "Q4_1")
+    file = open_file(q4_1)
+    with pytest.raises(WeightsError, match=r"tensor blk\.0\.\w+\.weight has type Q4_1, which zoo cannot run"):
+        reader.read_tensors(file, reader.hf_config(file))
+
+
+def test_unsupported_architectures_and_broken_files_are_one_line_errors(tmp_path):
+    import gguf
+
+    writer = gguf.GGUFWriter(str(tmp_path / "bert.gguf"), "bert")
+    writer.add_block_count(1)
+    writer.add_tensor("token_embd.weight", np.zeros((4, 8), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    with pytest.raises(UnsupportedModelError, match="GGUF architecture 'bert' is not supported"):
+        reader.read_config(tmp_path / "bert.gguf")
+    truncated = tmp_path / "truncated.gguf"
+    truncated.write_bytes(STORIES_GGUF["f32"].read_bytes()[:5000])
+    assert reader.matches(truncated)
+    with pytest.raises(WeightsError, match="cannot read GGUF file"):
+        reader.read_config(truncated)
+    not_gguf = tmp_path / "x.gguf"
+    not_gguf.write_bytes(struct.pack("<4i", 1, 2, 3, 4))
+    assert not reader.matches(not_gguf)
+
+
+def test_quantized_files_need_an_explicit_dtype_until_zoo_runs_them_quantized(registry):
+    from zoo.core.loader import compile_prepared, prepare_model
+
+    prepared = prepare_model(str(STORIES_GGUF["q8_0"]), registry)
+    with pytest.raises(OptionsError, match="pass --dtype float32"):
+        compile_prepared(prepared, device="cpu", dtype=None, verbose=False)
+
+
+# --- running them ---------------------------------------------------------------------------
+
+
+def zoo_model(path: Path, registry, dtype: str = "float32"):
+    from zoo.api import Model
+    from zoo.core.loader import load_model
+
+    return Model(load_model(str(path), registry, device="cpu", dtype=dtype, verbose=False))
+
+
+def test_stories260k_gguf_generates_what_the_hf_folder_does(registry):
+    from zoo.api import Model
+    from zoo.core.loader import load_model
+
+    from_hf = Model(load_model(str(STORIES / "hf"), registry, tokenizer=STORIES / "tok512.model", device="cpu", verbose=False))
+    from_gguf = zoo_model(STORIES_GGUF["f32"], registry)
+    prompt = "Once upon a time"
+    text = from_gguf.generate(prompt, greedy=True, max_new_tokens=40)
+    assert text == from_hf.generate(prompt, greedy=True, max_new_tokens=40)
+    assert text.startswith(", there was a little girl named Lily.")
+    ids = from_hf.encode(prompt + text)
+    np.testing.assert_array_equal(from_gguf.logits(ids), from_hf.logits(ids))
+
+
+def reference_perplexity(hf, tokens: list[int], window: int, bos: int | None) -> float:
+    """transformers' perplexity with llama-perplexity's windows (written apart from zoo's)."""
+    import torch
+
+    total, count = 0.0, 0
+    for start in range(0, len(tokens) - window + 1, window):
+        chunk = list(tokens[start : start + window])
+        if bos is not None:
+            chunk[0] = bos
+        with torch.no_grad():
+            logits = hf(torch.tensor([chunk])).logits[0].double()
+        logprobs = torch.log_softmax(logits, dim=-1)
+        for position in range(window // 2, window - 1):
+            total -= float(logprobs[position, chunk[position + 1]])
+            count += 1
+    return float(np.exp(total / count))
+
+
+def test_f32_perplexity_equals_transformers(registry):
+    model = zoo_model(STORIES_GGUF["f32"], registry)
+    text = TEXT.read_text().removesuffix("\n")
+    ours = model.perplexity(text, context=128)
+    expected = reference_perplexity(hf_model(STORIES / "hf"), model.encode(text), 128, bos=1)
+    assert ours.windows == 9 and ours.scored_tokens == 9 * 63
+    assert abs(ours.perplexity - expected) / expected < 1e-4
+
+
+@pytest.mark.parametrize("kind", ["q8_0", "Q4_0"])
+def test_dequantized_perplexity_is_llama_cpps(registry, kind):
+    """The quantized stories260K files, dequantized, score within 0.1% of llama-perplexity."""
+    text = TEXT.read_text().removesuffix("\n")
+    ours = zoo_model(STORIES_GGUF[kind], registry).perplexity(text, context=128).perplexity
+    theirs = llamacpp_perplexity(STORIES_GGUF[kind], 128)
+    assert abs(ours - theirs) / theirs < 1e-3
+
+
+def test_llama_256_scores_as_llama_cpp_in_every_k_quant(registry):
+    """One compiled shape, the K-quant mixes llama.cpp wrote (dequantized): within 1% of
+    llama-perplexity (the f32 one within 0.1%)."""
+    text = TEXT.read_text().removesuffix("\n")
+    for kind in ("f32", "bf16", "Q4_K_M", "Q5_K_M", "Q6_K"):
+        path = LLAMA_256[kind]
+        ours = zoo_model(path, registry).perplexity(text, context=128).perplexity
+        theirs = llamacpp_perplexity(path, 128)
+        assert abs(ours - theirs) / theirs < (1e-3 if kind == "f32" else 1e-2), (kind, ours, theirs)
+
+
+@pytest.mark.parametrize("family", ["llama", "llama-mqa", "mixtral", "qwen3", "phi3", "granite", "gpt2", "gptneox"])
+def test_family_gguf_logits_equal_transformers(families, registry, family):
+    """zoo on the F32 GGUF file against transformers on the checkpoint it came from, at every cached
+    step (fixtures with the shapes of the families' verify variants: no new compile)."""
+    from reference import assert_matches_transformers
+
+    folder, path = families[family]
+    model = zoo_model(path, registry)
+    rng = np.random.default_rng(0)
+    prompt = rng.integers(3, model.config.vocab_size, size=9).tolist()
+    assert_matches_transformers(hf_model(folder), model.loaded, [prompt])

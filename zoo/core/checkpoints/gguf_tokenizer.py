@@ -1,0 +1,120 @@
+"""The tokenizer stored in a GGUF file's metadata, built by transformers' GGUF converters.
+
+transformers has a fast-tokenizer converter per GGUF vocabulary kind
+(`transformers.integrations.ggml`); this picks the one that matches what
+llama.cpp would run: a sentencepiece-style vocabulary (`tokenizer.ggml.model`
+= llama) through the Llama (or Gemma) converter, a byte-level BPE through the
+converter of its pre-tokenizer (`tokenizer.ggml.pre`). BOS is prepended as
+llama.cpp does (`add_bos_token`, by default for sentencepiece vocabularies
+and Llama 3's BPE), and the end-of-generation ids come from the metadata.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from zoo.core.errors import TokenizerError
+
+from .tokenizer import HFTokenizer
+
+# BPE pre-tokenizer name (tokenizer.ggml.pre) -> transformers GGUF converter.
+BPE_CONVERTERS = {
+    "gpt-2": "gpt2", "default": "gpt2", "gpt2": "gpt2",
+    "qwen2": "qwen2",
+    "llama3": "llama", "llama-v3": "llama", "llama-bpe": "llama",
+}
+# Pre-tokenizers for which llama.cpp prepends BOS by default.
+BPE_WITH_BOS = ("llama3", "llama-v3", "llama-bpe")
+SPM_CONVERTERS = {"gemma2": "gemma2", "gemma3": "gemma3_text"}
+CONTROL = 3
+
+
+class GGUFTokenizer(HFTokenizer):
+    """A transformers fast tokenizer from GGUF metadata, adding BOS the way llama.cpp does."""
+
+    def __init__(self, tokenizer: Any, bos: int | None, eos: Sequence[int], add_bos: bool) -> None:
+        super().__init__(tokenizer)
+        self.bos_token_id = bos
+        self.eos_token_ids = tuple(eos)
+        self.add_bos = add_bos and bos is not None
+
+    def encode(self, text: str) -> list[int]:
+        ids = list(self.hf(text, add_special_tokens=False)["input_ids"])
+        return [self.bos_token_id, *ids] if self.add_bos else ids
+
+
+def gguf_tokenizer(file: Any) -> GGUFTokenizer:
+    """The tokenizer of a `GGUFFile`."""
+    model = file.value("tokenizer.ggml.model")
+    tokens = file.value("tokenizer.ggml.tokens")
+    if model is None or not tokens:
+        raise TokenizerError(f"{file.path.name} holds no tokenizer; pass --tokenizer PATH")
+    pre = file.value("tokenizer.ggml.pre") or "default"
+    converter = _converter(model, pre, file.arch)
+    ids = {kind: file.value(f"tokenizer.ggml.{kind}_token_id") for kind in ("bos", "eos", "eot", "eom", "unknown", "padding")}
+    details = {
+        "tokenizer_type": model,
+        "tokens": tokens,
+        "token_type": file.value("tokenizer.ggml.token_type") or [1] * len(tokens),
+        "bos_token_id": ids["bos"],
+        "eos_token_id": ids["eos"],
+        "unk_token_id": ids["unknown"],
+        "pad_token_id": ids["padding"],
+    }
+    for key, name in (("scores", "scores"), ("merges", "merges"), ("add_space_prefix", "add_prefix_space")):
+        value = file.value(f"tokenizer.ggml.{key}")
+        if value is not None:
+            details[name] = value
+    if model == "llama" and "scores" not in details:
+        raise TokenizerError(f"{file.path.name}: its sentencepiece vocabulary has no scores; pass --tokenizer PATH")
+    backend = _convert(converter, details)
+    default_bos = model == "llama" or pre in BPE_WITH_BOS
+    add_bos = bool(file.value("tokenizer.ggml.add_bos_token", default_bos))
+    eos = [i for i in dict.fromkeys((ids["eos"], ids["eot"], ids["eom"])) if i is not None]
+    hf = _fast_tokenizer(backend, tokens, ids, file.value("tokenizer.chat_template"))
+    return GGUFTokenizer(hf, ids["bos"], eos, add_bos)
+
+
+def _converter(model: str, pre: str, arch: str) -> str:
+    if model == "llama":
+        return SPM_CONVERTERS.get(arch, "llama")
+    if model == "gpt2":
+        if pre not in BPE_CONVERTERS:
+            print(f"zoo: warning: GGUF pre-tokenizer {pre!r} is not known to zoo; splitting text as GPT-2 does", file=sys.stderr)
+        return BPE_CONVERTERS.get(pre, "gpt2")
+    raise TokenizerError(f"GGUF tokenizer model {model!r} is not supported (llama and gpt2 are); pass --tokenizer PATH")
+
+
+def _convert(converter: str, details: dict[str, Any]) -> Any:
+    """transformers' conversion, with its progress bar and merge-building messages silenced."""
+    from transformers.integrations.ggml import convert_gguf_tokenizer
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        backend, _ = convert_gguf_tokenizer(converter, details)
+    except Exception as error:
+        text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise TokenizerError(f"cannot build the tokenizer from the GGUF metadata: {text}") from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        hf_logging.enable_progress_bar()
+    return backend
+
+
+def _fast_tokenizer(backend: Any, tokens: list[str], ids: dict[str, int | None], chat_template: str | None) -> Any:
+    """A `PreTrainedTokenizerFast` around the converted backend, special tokens named."""
+    from transformers import PreTrainedTokenizerFast
+
+    named = {
+        "bos_token": ids["bos"], "eos_token": ids["eos"], "unk_token": ids["unknown"], "pad_token": ids["padding"],
+    }
+    kwargs = {key: tokens[i] for key, i in named.items() if i is not None and 0 <= i < len(tokens)}
+    hf = PreTrainedTokenizerFast(tokenizer_object=backend, **kwargs)
+    if chat_template:
+        hf.chat_template = chat_template
+    return hf

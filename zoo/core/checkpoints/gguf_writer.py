@@ -1,0 +1,427 @@
+"""Writing a checkpoint zoo has read as a GGUF file that llama.cpp loads (`zoo quantize`).
+
+The file is laid out as llama.cpp's own tools make it: the metadata keys its
+converter (`convert_hf_to_gguf.py`) writes for the family, GGUF tensor names
+(through `gguf`'s name map, as in the reader), tensors changed back the way the
+converter changes them (q/k rows permuted for Llama and Granite, Gemma's norms
+as 1 + w, GPT-NeoX's q/k/v regrouped, GPT-2's Conv1D transposed, experts
+stacked), the tokenizer as the converter stores it, and tensor types chosen
+as `llama-quantize` chooses them for the target (Q4_K is its Q4_K_M mix:
+Q6_K for the output and for attn_v / ffn_down in the layers it favours).
+Where a row length does not fit a type's blocks, llama.cpp falls back to
+another type; zoo falls back to one it runs (Q4_K -> Q4_0, Q5_K/Q6_K -> Q8_0,
+then F16).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from zoo.core.errors import OptionsError, UnsupportedModelError, WeightsError
+
+from .gguf import gguf_names, interleaved_rotary_order, per_head_qkv_order
+from .gguf_families import FAMILIES, Family
+from .quantized import ENCODINGS, QuantizedWeight
+
+# --to NAME -> (llama.cpp file type, default tensor type)
+TARGETS = {
+    "f32": ("ALL_F32", "F32"),
+    "f16": ("MOSTLY_F16", "F16"),
+    "bf16": ("MOSTLY_BF16", "BF16"),
+    "q8_0": ("MOSTLY_Q8_0", "Q8_0"),
+    "q4_0": ("MOSTLY_Q4_0", "Q4_0"),
+    "q4_k": ("MOSTLY_Q4_K_M", "Q4_K"),
+    "q5_k": ("MOSTLY_Q5_K_M", "Q5_K"),
+    "q6_k": ("MOSTLY_Q6_K", "Q6_K"),
+}
+QUANTIZED = ("Q8_0", "Q4_0", "Q4_K", "Q5_K", "Q6_K")
+# When rows do not fit a type's blocks: a type zoo runs (llama.cpp: Q4_K -> Q5_0, Q5_K -> Q5_1).
+FALLBACK = {"Q4_K": "Q4_0", "Q5_K": "Q8_0", "Q6_K": "Q8_0"}
+
+
+@dataclass
+class WrittenFile:
+    """What `write_gguf` wrote: the path and the GGUF tensor types, by tensor."""
+
+    path: Path
+    file_type: str
+    types: dict[str, str] = field(default_factory=dict)
+
+    def type_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for kind in self.types.values():
+            counts[kind] = counts.get(kind, 0) + 1
+        return counts
+
+
+def family_for(architecture: str) -> Family:
+    """The GGUF family of a HF architecture name."""
+    for family in FAMILIES:
+        if architecture == family.architecture or (family.moe_architecture and architecture == family.moe_architecture[0]):
+            return family
+    known = ", ".join(sorted({f.architecture for f in FAMILIES}))
+    raise UnsupportedModelError(f"zoo cannot write {architecture} as GGUF (it writes: {known})")
+
+
+# --- metadata -----------------------------------------------------------------------------------
+
+
+def _first(hf: Mapping[str, Any], *names: str) -> Any:
+    for name in names:
+        if hf.get(name) is not None:
+            return hf[name]
+    return None
+
+
+def _rope(hf: Mapping[str, Any]) -> tuple[float | None, dict[str, Any]]:
+    from zoo.core.blocks.rope import rope_settings
+
+    params = hf.get("rope_parameters") or {}
+    if "full_attention" in params:  # per-layer-kind rope (Gemma 3)
+        full = dict(params["full_attention"])
+        return full.get("rope_theta"), {k: v for k, v in full.items() if k != "rope_theta"}
+    has_theta = hf.get("rope_theta") is not None or "rope_theta" in params
+    theta, scaling = rope_settings(hf)
+    return (theta if has_theta else None), scaling
+
+
+def base_metadata(family: Family, hf: Mapping[str, Any]) -> dict[str, Any]:
+    """`{arch}.*` keys llama.cpp's converter writes for most families, from a HF config."""
+    meta: dict[str, Any] = {}
+    values = {
+        "block_count": _first(hf, "num_hidden_layers", "n_layer"),
+        "context_length": _first(hf, "max_position_embeddings", "n_ctx", "n_positions"),
+        "embedding_length": _first(hf, "hidden_size", "n_embd"),
+        "feed_forward_length": _first(hf, "intermediate_size", "n_inner"),
+        "attention.head_count": _first(hf, "num_attention_heads", "n_head"),
+        "attention.head_count_kv": _first(hf, "num_key_value_heads"),
+    }
+    meta.update({k: int(v) for k, v in values.items() if v is not None})
+    theta, scaling = _rope(hf)
+    kind = scaling.get("rope_type")
+    if kind == "linear":
+        meta["rope.scaling.type"] = "linear"
+        meta["rope.scaling.factor"] = float(scaling["factor"])
+    elif kind == "longrope":
+        meta["rope.scaling.type"] = "longrope"
+    elif kind not in (None, "default", "llama3"):
+        raise UnsupportedModelError(f"zoo cannot write rope scaling {kind!r} as GGUF")
+    if theta is not None:
+        meta["rope.freq_base"] = float(theta)
+    if (eps := _first(hf, "rms_norm_eps")) is not None:
+        meta["attention.layer_norm_rms_epsilon"] = float(eps)
+    if (eps := _first(hf, "layer_norm_eps", "layer_norm_epsilon")) is not None:
+        meta["attention.layer_norm_epsilon"] = float(eps)
+    if (experts := _first(hf, "num_local_experts", "num_experts")) is not None:
+        meta["expert_count"] = int(experts)
+    if (used := _first(hf, "num_experts_per_tok")) is not None:
+        meta["expert_used_count"] = int(used)
+    if hf.get("head_dim") is not None:
+        meta["attention.key_length"] = meta["attention.value_length"] = int(hf["head_dim"])
+    return meta
+
+
+def _head_dim(hf: Mapping[str, Any]) -> int:
+    return int(hf.get("head_dim") or hf["hidden_size"] // hf["num_attention_heads"])
+
+
+def _llama(meta: dict[str, Any], hf: Mapping[str, Any]) -> None:
+    meta["vocab_size"] = int(hf["vocab_size"])
+    meta["rope.dimension_count"] = _head_dim(hf)
+
+
+def _granite(meta: dict[str, Any], hf: Mapping[str, Any]) -> None:
+    for key in ("attention.key_length", "attention.value_length"):
+        meta.pop(key, None)
+    _llama(meta, {**hf, "head_dim": None})
+    for key, name in (("attention.scale", "attention_multiplier"), ("embedding_scale", "embedding_multiplier"),
+                      ("residual_scale", "residual_multiplier"), ("logit_scale", "logits_scaling")):
+        if hf.get(name):
+            meta[key] = float(hf[name])
+
+
+def _gpt2(meta: dict[str, Any], hf: Mapping[str, Any]) -> None:
+    meta.clear()
+    meta.update({
+        "block_count": int(hf["n_layer"]), "context_length": int(_first(hf, "n_ctx", "n_positions")),
+        "embedding_length": int(hf["n_embd"]), "feed_forward_length": 4 * int(hf["n_embd"]),
+        "attention.head_count": int(hf["n_head"]), "attention.layer_norm_epsilon": float(hf.get("layer_norm_epsilon", 1e-5)),
+    })
+
+
+def _neox(meta: dict[str, Any], hf: Mapping[str, Any]) -> None:
+    from zoo.core.blocks.rope import rope_settings
+
+    head_dim = hf["hidden_size"] // hf["num_attention_heads"]
+    params = hf.get("rope_parameters") or {}
+    fraction = _first(hf, "rotary_pct", "partial_rotary_factor") or params.get("partial_rotary_factor", 1.0)
+    meta.pop("rope.freq_base", None)
+    meta.pop("attention.head_count_kv", None)
+    meta["rope.dimension_count"] = int(fraction * head_dim)
+    meta["use_parallel_residual"] = bool(hf.get("use_parallel_residual", True))
+    theta, _ = rope_settings(hf)
+    if theta != 10000.0:
+        meta["rope.freq_base"] = theta
+
+
+def _gemma2(meta: dict[str, Any], hf: Mapping[str, Any]) -> None:
+    meta.pop("rope.freq_base", None)
+    meta["attention.key_length"] = meta["attention.value_length"] = _head_dim(hf)
+    for key in ("attn_logit_softcapping", "final_logit_softcapping"):
+        if hf.get(key) is not None:
+            meta[key] = float(hf[key])
+    meta["attention.sliding_window"] = int(hf["sliding_window"])
+
+
+def _gemma3(meta: dict[str, Any], hf: Mapping[str, Any]) -> None:
+    meta["attention.key_length"] = meta["attention.value_length"] = _head_dim(hf)
+    if hf.get("final_logit_softcapping"):
+        meta["final_logit_softcapping"] = float(hf["final_logit_softcapping"])
+    if hf.get("sliding_window") is not None:
+        meta["attention.sliding_window"] = int(hf["sliding_window"])
+    params = hf.get("rope_parameters") or {}
+    local = (params.get("sliding_attention") or {}).get("rope_theta", hf.get("rope_local_base_freq"))
+    if local is not None:
+        meta["rope.freq_base_swa"] = float(local)
+
+
+def _phi3(meta: dict[str, Any], hf: Mapping[str, Any]) -> None:
+    params = {**(hf.get("rope_scaling") or {}), **(hf.get("rope_parameters") or {})}
+    fraction = _first(hf, "partial_rotary_factor") or params.get("partial_rotary_factor", 1.0)
+    meta["rope.dimension_count"] = int(fraction * hf["hidden_size"]) // hf["num_attention_heads"]
+    original = _first(hf, "original_max_position_embeddings") or params.get("original_max_position_embeddings")
+    if original is not None:
+        meta["rope.scaling.original_context_length"] = int(original)
+    meta["attention.sliding_window"] = int(hf.get("sliding_window") or 0)
+    meta.pop("rope.scaling.type", None)
+    if params.get("long_factor") and original:
+        scale = hf["max_position_embeddings"] / original
+        meta["rope.scaling.attn_factor"] = math.sqrt(1 + math.log(scale) / math.log(original)) if scale > 1.0 else 1.0
+
+
+def _sliding(meta: dict[str, Any], hf: Mapping[str, Any]) -> None:
+    if hf.get("sliding_window") is not None:
+        meta["attention.sliding_window"] = int(hf["sliding_window"])
+        if hf.get("layer_types"):
+            meta["attention.sliding_window_pattern"] = [t == "sliding_attention" for t in hf["layer_types"]]
+
+
+METADATA: dict[str, Callable[[dict[str, Any], Mapping[str, Any]], None]] = {
+    "llama": _llama, "granite": _granite, "gpt2": _gpt2, "gptneox": _neox, "gemma2": _gemma2, "gemma3": _gemma3,
+    "phi3": _phi3, "olmo2": _sliding,
+}
+NO_FILE_TYPE = ("gptneox",)  # its converter writes no general.file_type
+
+
+def arch_metadata(family: Family, hf: Mapping[str, Any]) -> dict[str, Any]:
+    meta = base_metadata(family, hf)
+    if family.gguf_arch in METADATA:
+        METADATA[family.gguf_arch](meta, hf)
+    return meta
+
+
+# --- tensors --------------------------------------------------------------------------------------
+
+
+def _float(value: Any) -> np.ndarray:
+    if isinstance(value, QuantizedWeight):
+        return value.dequantize()
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return value.detach().to(torch.float32).numpy()
+    return np.asarray(value, dtype=np.float32)
+
+
+def gguf_tensors(family: Family, hf: Mapping[str, Any], tensors: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """HF-named tensors -> float32 arrays by GGUF name, changed as llama.cpp's converter changes them."""
+    n_layers = int(_first(hf, "num_hidden_layers", "n_layer"))
+    names = gguf_names(family, n_layers)
+    tied = bool(hf.get("tie_word_embeddings", family.gguf_arch == "gpt2"))
+    out: dict[str, np.ndarray] = {}
+    experts: dict[str, dict[int, np.ndarray]] = {}
+    expert_names = _expert_names(family, n_layers)
+    for name, value in tensors.items():
+        base, _, kind = name.rpartition(".")
+        if name.endswith((".rotary_emb.inv_freq", ".attn.bias", ".attn.masked_bias")) or (tied and base == "lm_head"):
+            continue
+        if base in expert_names:
+            target, xid = expert_names[base]
+            experts.setdefault(f"{target}.{kind}", {})[xid] = _float(value)
+            continue
+        gguf_base = names.get(base)
+        if gguf_base is None:
+            raise WeightsError(f"zoo does not know where {name} goes in a {family.gguf_arch} GGUF file")
+        array = _redo_conversion(family, hf, base, kind, value)
+        out[f"{gguf_base}.{kind}"] = np.ascontiguousarray(array, dtype=np.float32)
+    for target, parts in experts.items():
+        out[target] = np.stack([parts[j] for j in sorted(parts)])
+    return out
+
+
+def _expert_names(family: Family, n_layers: int) -> dict[str, tuple[str, int]]:
+    """Per-expert HF name -> (stacked GGUF name, expert index), for up to 512 experts."""
+    found = {}
+    for bid in range(n_layers):
+        prefix = family.layer_prefix.format(bid=bid)
+        for gguf_short, hf_template in family.experts.items():
+            for xid in range(512):
+                found[prefix + hf_template.format(xid=xid)] = (f"blk.{bid}.{gguf_short}", xid)
+    return found
+
+
+def _redo_conversion(family: Family, hf: Mapping[str, Any], base: str, kind: str, value: Any) -> np.ndarray:
+    was_quantized = isinstance(value, QuantizedWeight)
+    array = _float(value)
+    if family.permute_qk and base.endswith(("q_proj", "k_proj")):
+        heads = hf["num_attention_heads"] if base.endswith("q_proj") else hf.get("num_key_value_heads") or hf["num_attention_heads"]
+        return array[np.argsort(interleaved_rotary_order(array.shape[0], heads))]
+    if family.regroup_qkv and base.endswith("query_key_value"):
+        return array[np.argsort(per_head_qkv_order(array.shape[0], hf["num_attention_heads"]))]
+    if family.norm_shift and kind == "weight" and "norm" in base.rsplit(".", 1)[-1]:
+        return array + family.norm_shift
+    if family.transposed and base.endswith(family.transposed) and kind == "weight" and not was_quantized:
+        return array.T
+    return array
+
+
+def extra_tensors(family: Family, hf: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Tensors the converter adds from the config: Llama 3's rope divisors, LongRoPE's factors."""
+    theta, scaling = _rope(hf)
+    kind = scaling.get("rope_type")
+    if kind == "llama3" and family.gguf_arch in ("llama", "granite"):
+        from .gguf_rope import rope_factors
+
+        return {"rope_freqs.weight": rope_factors(scaling, _head_dim(hf), theta or 10000.0)}
+    if kind == "longrope":
+        return {f"rope_factors_{which}.weight": np.asarray(scaling[f"{which}_factor"], dtype=np.float32)
+                for which in ("long", "short")}
+    if kind == "llama3":
+        raise UnsupportedModelError(f"zoo cannot write Llama 3 rope scaling for {family.gguf_arch} as GGUF")
+    return {}
+
+
+# --- tensor types ------------------------------------------------------------------------------------
+
+
+def _use_more_bits(layer: int, layers: int) -> bool:
+    """llama.cpp's choice of layers whose attn_v / ffn_down get more bits in Q4_K_M and Q5_K_M."""
+    return layer < layers // 8 or layer >= 7 * layers // 8 or (layer - layers // 8) % 3 == 2
+
+
+def _quantizable(name: str, array: np.ndarray) -> bool:
+    return (
+        array.ndim >= 2 and name.endswith(".weight") and not name.endswith("_norm.weight")
+        and "ffn_gate_inp" not in name and name != "position_embd.weight"
+    )
+
+
+def tensor_type(name: str, array: np.ndarray, target: str, hf: Mapping[str, Any], tied: bool) -> str:
+    """The GGUF type `llama-quantize` (or the converter, for float targets) gives this tensor."""
+    if not _quantizable(name, array):
+        return "F32"
+    default = TARGETS[target][1]
+    if default not in QUANTIZED:
+        return default
+    kind = default
+    layers = int(_first(hf, "num_hidden_layers", "n_layer"))
+    experts = int(_first(hf, "num_local_experts", "num_experts") or 0)
+    layer = int(name.split(".")[1]) if name.startswith("blk.") else -1
+    cols = array.shape[-1]
+    if name == "output.weight" or (tied and name == "token_embd.weight"):
+        kind = "Q8_0" if cols % ENCODINGS[default.lower()][0] else ("Q6_K" if default != "Q8_0" else "Q8_0")
+    elif target in ("q4_k", "q5_k"):
+        short = name.split(".")[2] if layer >= 0 else ""
+        if short == "attn_v":
+            kind = "Q8_0" if experts == 8 else ("Q6_K" if _use_more_bits(layer, layers) else default)
+        elif short == "attn_k" and experts == 8:
+            kind = "Q8_0"
+        elif short in ("ffn_down", "ffn_down_exps") and _use_more_bits(layer, layers):
+            kind = "Q6_K"
+        elif short == "attn_output" and experts == 8 and target == "q4_k":
+            kind = "Q5_K"
+        elif short == "attn_qkv":
+            kind = "Q5_K" if target == "q4_k" else "Q6_K"
+    elif target == "q4_0" and experts == 8 and name.endswith(("attn_v.weight", "attn_k.weight")):
+        kind = "Q8_0"
+    while cols % ENCODINGS[kind.lower()][0]:
+        kind = FALLBACK.get(kind, "F16")
+        if kind == "F16":
+            break
+    return kind
+
+
+def encode(array: np.ndarray, kind: str) -> np.ndarray:
+    """float32 -> the bytes (or floats) GGUF stores for `kind`."""
+    if kind == "F32":
+        return array.astype(np.float32)
+    if kind == "F16":
+        return array.astype(np.float16)
+    flat = array.reshape(-1, array.shape[-1])
+    data = QuantizedWeight.quantize(flat, kind.lower()).data
+    return data.reshape(*array.shape[:-1], data.shape[-1])
+
+
+# --- the file ---------------------------------------------------------------------------------------------
+
+
+def write_gguf(
+    hf: Mapping[str, Any],
+    tensors: Mapping[str, Any],
+    out: Path,
+    target: str,
+    tokenizer_fields: Callable[[Any], None],
+    name: str,
+) -> WrittenFile:
+    """Writes `tensors` (HF names) of a model with HF config `hf` as a GGUF file of `target` type;
+    `tokenizer_fields(writer)` adds the tokenizer metadata."""
+    import gguf
+
+    if target not in TARGETS:
+        raise OptionsError(f"unknown target type {target!r} (choose {', '.join(TARGETS)})")
+    architecture = (hf.get("architectures") or [""])[0]
+    family = family_for(architecture)
+    arrays = {**extra_tensors(family, hf), **gguf_tensors(family, hf, tensors)}
+    tied = "output.weight" not in arrays
+    file_type = gguf.LlamaFileType[TARGETS[target][0]]
+    writer = gguf.GGUFWriter(str(out), family.gguf_arch)
+    written = WrittenFile(out, file_type.name)
+    for tensor_name, array in arrays.items():
+        kind = tensor_type(tensor_name, array, target, hf, tied)
+        written.types[tensor_name] = kind
+        data = encode(array, kind)
+        writer.add_tensor(tensor_name, data, raw_dtype=gguf.GGMLQuantizationType[kind])
+    writer.add_type(gguf.GGUFType.MODEL)
+    writer.add_name(name)
+    total, shared, expert, count = writer.get_total_parameter_count()
+    writer.add_size_label(gguf.size_label(total, shared, expert, count))
+    for key, value in arch_metadata(family, hf).items():
+        _add(writer, f"{family.gguf_arch}.{key}", value)
+    if family.gguf_arch not in NO_FILE_TYPE:
+        writer.add_file_type(file_type)
+    writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+    tokenizer_fields(writer)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return written
+
+
+def _add(writer: Any, key: str, value: Any) -> None:
+    if isinstance(value, bool):
+        writer.add_bool(key, value)
+    elif isinstance(value, str):
+        writer.add_string(key, value)
+    elif isinstance(value, list):
+        writer.add_array(key, value)
+    elif isinstance(value, int):
+        writer.add_uint32(key, value)
+    else:
+        writer.add_float32(key, float(value))
