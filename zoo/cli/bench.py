@@ -9,7 +9,7 @@ import click
 
 from zoo.core.errors import OptionsError
 
-from .common import device_flag, dtype_flag, json_flag, registry
+from .common import device_flag, dtype_flag, json_flag, quantize_flag, registry
 
 
 @click.command("bench")
@@ -23,9 +23,14 @@ from .common import device_flag, dtype_flag, json_flag, registry
 @click.option("--tokenizer", type=click.Path(path_type=Path), default=None, help="Tokenizer file or directory.")
 @device_flag
 @dtype_flag
+@quantize_flag
 def bench_command(model: str, random_weights: bool, contexts: str, new_tokens: int, as_json: bool,
-                  no_transformers: bool, weights: Path | None, tokenizer: Path | None, device: str, dtype: str | None) -> None:
-    """Benchmark compile, prefill and decode speed against HF transformers."""
+                  no_transformers: bool, weights: Path | None, tokenizer: Path | None, device: str, dtype: str | None,
+                  quantize: str | None) -> None:
+    """Benchmark compile, prefill and decode speed against HF transformers.
+
+    With --quantize TYPE (or an encoded checkpoint such as a GGUF file), the model also runs with
+    encoded weights beside the float32 one: decode rates, weight bytes per token and GB/s."""
     from zoo.bench.run import bench_model, format_report
 
     try:
@@ -33,7 +38,7 @@ def bench_command(model: str, random_weights: bool, contexts: str, new_tokens: i
     except ValueError:
         raise OptionsError(f"--contexts must be comma-separated integers, got {contexts!r}") from None
     report = bench_model(model, random_weights=random_weights, contexts=lengths, new_tokens=new_tokens, device=device,
-                         dtype=dtype, with_transformers=not no_transformers, weights=weights, tokenizer=tokenizer,
+                         dtype=dtype, quantize=quantize, with_transformers=not no_transformers, weights=weights, tokenizer=tokenizer,
                          registry=registry())
     click.echo(json.dumps(report, indent=2) if as_json else format_report(report))
 
