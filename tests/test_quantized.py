@@ -2,8 +2,8 @@
 
 Two models, each compiled once (prefill + decode graph):
 - a Llama whose checkpoint arrives encoded (as from a GGUF file), with every
-  encoding somewhere (fused q/k/v and gate/up rows, an encoded token embedding,
-  a q6_k output projection);
+  encoding somewhere (fused q/k/v and gate/up rows, also from parts in different
+  encodings, an encoded token embedding, a q6_k output projection);
 - a GPT-2 (tied embeddings, biases, the fused GELU) encoded in memory with
   `quantize="q8_0"` through `zoo.load`.
 transformers runs the same weights decoded to float32: logits agree to float32
@@ -27,10 +27,12 @@ LLAMA = dict(
     vocab_size=320, hidden_size=256, intermediate_size=512, num_hidden_layers=2, num_attention_heads=4,
     num_key_value_heads=2, tie_word_embeddings=False, rms_norm_eps=1e-5, max_position_embeddings=64,
 )
-# HF weight name (in layer i) -> encoding; every encoding appears at least once.
+# HF weight name (in layer i) -> encoding (absent: float); every encoding appears at least once,
+# and two fused weights mix encodings as llama.cpp's Q4_K_M files do (v in another type than q
+# and k; a float part beside an encoded one).
 LAYER_ENCODINGS = [
-    {"q_proj": "q8_0", "k_proj": "q8_0", "v_proj": "q8_0", "o_proj": "q4_0", "gate_proj": "q4_k", "up_proj": "q4_k", "down_proj": "q5_k"},
-    {"q_proj": "q6_k", "k_proj": "q6_k", "v_proj": "q6_k", "o_proj": "bf16", "gate_proj": "f16", "up_proj": "f16", "down_proj": "q4_k"},
+    {"q_proj": "q8_0", "k_proj": "q8_0", "v_proj": "q8_0", "o_proj": "q4_0", "up_proj": "q4_k", "down_proj": "q5_k"},
+    {"q_proj": "q6_k", "k_proj": "q6_k", "v_proj": "q8_0", "o_proj": "bf16", "gate_proj": "f16", "up_proj": "f16", "down_proj": "q4_k"},
 ]
 TOP_ENCODINGS = {"model.embed_tokens.weight": "q8_0", "lm_head.weight": "q6_k"}
 GPT2 = dict(n_embd=256, n_layer=2, n_head=4, n_positions=64, vocab_size=50257)
@@ -67,7 +69,8 @@ def encoded_llama(tmp_path_factory, registry):
             if encoding is None:
                 tensors[name] = p.detach().clone()
                 continue
-            weight = random_encoded(encoding, *p.shape, rng, scale=0.1)
+            # small output weights keep the logits of order 1, where 1e-4 is float32 noise
+            weight = random_encoded(encoding, *p.shape, rng, scale=0.03 if name == "lm_head.weight" else 0.1)
             p.copy_(torch.from_numpy(weight.dequantize()))
             tensors[name] = weight
     folder = tmp_path_factory.mktemp("encoded-llama")
@@ -105,11 +108,11 @@ def quantized_gpt2(tmp_path_factory):
 
 def test_encoded_checkpoint_stays_encoded(encoded_llama):
     _, model, tensors = encoded_llama
-    # fused qkv and gate_up hold one weight each; norms, biases-free Llama: 5 float tensors
-    assert model.graph.encodings == {"bf16": 1, "f16": 1, "float": 5, "q4_0": 1, "q4_k": 2, "q5_k": 1, "q6_k": 2, "q8_0": 2}
-    norms = sum(int(t.numel()) * 4 for t in tensors.values() if not isinstance(t, QuantizedWeight))
+    # Per weight, or per part of a fused one in mixed encodings: 5 norms and a gate_proj are float.
+    assert model.graph.encodings == {"bf16": 1, "f16": 1, "float": 6, "q4_0": 1, "q4_k": 2, "q5_k": 1, "q6_k": 2, "q8_0": 3}
+    floats = sum(int(t.numel()) * 4 for t in tensors.values() if not isinstance(t, QuantizedWeight))
     read = sum(t.nbytes for n, t in tensors.items() if isinstance(t, QuantizedWeight) and n != "model.embed_tokens.weight")
-    assert model.graph.weight_bytes_per_token == read + norms
+    assert model.graph.weight_bytes_per_token == read + floats
 
 
 def test_encoded_logits_match_transformers_at_every_cached_step(encoded_llama):
@@ -158,3 +161,55 @@ def test_quantize_options_are_checked_before_loading():
         from max.driver import CPU
 
         check_quantize_options("q8_0", CPU(), "bfloat16")
+
+
+def test_fused_rows_keep_each_part_encoding():
+    """q/k in one encoding and v in another stay apart; same-encoding neighbours join."""
+    from zoo.core.checkpoints.mapping import concat_rows
+    from zoo.core.checkpoints.quantized import StackedRows
+
+    rng = np.random.default_rng(3)
+    q, k, v = (random_encoded(e, 8, 256, rng) for e in ("q4_k", "q4_k", "q6_k"))
+    fused = concat_rows(q, k, v)
+    assert isinstance(fused, StackedRows) and fused.shape == (24, 256)
+    assert [p.encoding for p in fused.parts] == ["q4_k", "q6_k"]
+    np.testing.assert_array_equal(fused.dequantize(), np.concatenate([w.dequantize() for w in (q, k, v)]))
+    same = concat_rows(q, k)
+    assert isinstance(same, QuantizedWeight) and same.shape == (16, 256)
+
+
+def test_weights_stay_float_where_no_module_holds_them_encoded():
+    """Outside projections and the token embedding, and with encodings off, weights are decoded."""
+    import torch
+
+    from zoo.core.quantization import prepare_weights
+
+    rng = np.random.default_rng(4)
+    encoded = random_encoded("q8_0", 4, 64, rng)
+    mapped = {"a.weight": encoded, "b.weight": encoded, "c.weight": torch.ones(4, 64)}
+    held = prepare_weights(mapped, {"a.weight", "c.weight"}, quantize=None, keep_encoded=True, output="c.weight")
+    assert held["a.weight"] is encoded and held["c.weight"] is mapped["c.weight"]
+    np.testing.assert_array_equal(held["b.weight"], encoded.dequantize())
+    off = prepare_weights(mapped, {"a.weight"}, quantize=None, keep_encoded=False, output="c.weight")
+    np.testing.assert_array_equal(off["a.weight"], encoded.dequantize())
+    requantized = prepare_weights(mapped, {"a.weight", "c.weight"}, quantize="q4_0", keep_encoded=True, output="x")
+    assert requantized["a.weight"].encoding == requantized["c.weight"].encoding == "q4_0"
+
+
+@pytest.mark.parametrize(
+    "name, columns, quantize, expected",
+    [
+        ("layers.0.attention.qkv_proj.weight", 256, "q4_k", "q4_k"),
+        ("lm_head.weight", 256, "q4_k", "q6_k"),  # llama-quantize's output type
+        ("lm_head.weight", 256, "q4_0", "q6_k"),
+        ("lm_head.weight", 256, "q8_0", "q8_0"),
+        ("embed_tokens.weight", 256, "bf16", "bf16"),
+        ("layers.0.mlp.down_proj.weight", 96, "q4_k", "q8_0"),  # rows not a multiple of 256
+        ("layers.0.mlp.down_proj.weight", 100, "q8_0", None),  # nor of 32: stays float
+        ("layers.0.mlp.router.weight", 256, "q8_0", None),  # MoE routers stay float
+    ],
+)
+def test_quantize_types_follow_llama_quantize(name, columns, quantize, expected):
+    from zoo.core.quantization import choose_encoding
+
+    assert choose_encoding(name, columns, quantize, output="lm_head.weight") == expected

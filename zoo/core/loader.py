@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from .architecture import Architecture, Checkpoint
 from .checkpoints.tokenizer import Tokenizer
-from .checkpoints.quantized import QuantizedWeight
+from .checkpoints.quantized import QuantizedWeight, StackedRows
 from .config import ModelConfig
 from .errors import OptionsError, TokenizerError, WeightsError
 from .registry import Registry
@@ -174,7 +174,7 @@ def check_weights(expected: Mapping[str, tuple[int, ...]], mapped: Mapping[str, 
     not_float = sorted(
         f"{name} ({getattr(mapped[name], 'dtype', type(mapped[name]).__name__)})"
         for name in set(expected) & set(mapped)
-        if not _is_float(mapped[name]) and not isinstance(mapped[name], QuantizedWeight)
+        if not _is_float(mapped[name]) and not isinstance(mapped[name], (QuantizedWeight, StackedRows))
     )
     problems = []
     for label, names in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped), ("not floating point", not_float)):
@@ -269,7 +269,7 @@ def compile_mapped(
     from . import quantization
     from .blocks import kernels
     from .blocks.heads import CompiledHead, NextTokenHead, input_types
-    from .blocks.linear import EncodedWeight
+    from .blocks.linear import EncodedWeight, held_values
     from .runtime.engine import warm_up
 
     # Built lazily on the target device: random init is never materialised.
@@ -288,13 +288,16 @@ def compile_mapped(
             output=quantization.output_weight(set(mapped), tied),
         )
         for name, tensor in held.items():
-            if isinstance(tensor, QuantizedWeight):
+            if isinstance(tensor, (QuantizedWeight, StackedRows)):
                 holders[name].hold_encoded(tensor)
-    encoded = any(isinstance(t, QuantizedWeight) for t in held.values())
+    encoded = any(isinstance(t, (QuantizedWeight, StackedRows)) for t in held.values())
     torch_dtype = torch_dtype_for(dtype)
-    weights = {
-        f"model.{name}": t.data if isinstance(t, QuantizedWeight) else _as_dtype(t, torch_dtype) for name, t in held.items()
-    }
+    weights: dict[str, Any] = {}
+    for name, tensor in held.items():
+        if isinstance(tensor, (QuantizedWeight, StackedRows)):
+            weights.update(held_values(f"model.{name}", tensor, lambda t: _as_dtype(t, torch_dtype)))
+        else:
+            weights[f"model.{name}"] = _as_dtype(tensor, torch_dtype)
     per_token = quantization.bytes_per_token(held, tied=tied, itemsize=dtype.size_in_bytes)
     encodings = quantization.describe_encodings(held)
     del held

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .checkpoints.quantized import ENCODINGS, QuantizedWeight
+from .checkpoints.quantized import ENCODINGS, QuantizedWeight, StackedRows, as_float32
 from .errors import OptionsError
 
 QUANTIZE_TYPES = ("q8_0", "q4_0", "q4_k", "q5_k", "q6_k", "bf16")
@@ -56,34 +56,27 @@ def choose_encoding(name: str, columns: int, quantize: str, output: str) -> str 
 def prepare_weights(
     mapped: Mapping[str, Any], holders: set[str], *, quantize: str | None, keep_encoded: bool, output: str
 ) -> dict[str, Any]:
-    """What the model holds for each mapped weight: a `QuantizedWeight` where the weight's
-    module can hold it encoded (`holders`) and encodings are kept (`keep_encoded`), in the
+    """What the model holds for each mapped weight: encoded (`QuantizedWeight`, or
+    `StackedRows` for fused parts in different encodings) where the weight's module can
+    hold it (`holders`) and encodings are kept (`keep_encoded`), re-encoded whole in the
     `--quantize` encoding when one is asked; float (NumPy float32 for decoded weights)
     everywhere else."""
     prepared: dict[str, Any] = {}
     for name, tensor in mapped.items():
-        encoded = isinstance(tensor, QuantizedWeight)
-        wanted = None
-        if keep_encoded and name in holders:
-            if quantize is not None:
-                wanted = choose_encoding(name, int(tensor.shape[1]), quantize, output)
-            elif encoded:
-                wanted = tensor.encoding
-        if wanted is None:
+        encoded = isinstance(tensor, (QuantizedWeight, StackedRows))
+        if not (keep_encoded and name in holders):
             prepared[name] = tensor.dequantize() if encoded else tensor
-        elif encoded and tensor.encoding == wanted:
+        elif quantize is None:
             prepared[name] = tensor
         else:
-            prepared[name] = QuantizedWeight.quantize(_as_float32(tensor), wanted)
+            wanted = choose_encoding(name, int(tensor.shape[1]), quantize, output)
+            if wanted is None:
+                prepared[name] = as_float32(tensor) if encoded else tensor
+            elif isinstance(tensor, QuantizedWeight) and tensor.encoding == wanted:
+                prepared[name] = tensor
+            else:
+                prepared[name] = QuantizedWeight.quantize(as_float32(tensor), wanted)
     return prepared
-
-
-def _as_float32(tensor: Any) -> np.ndarray:
-    if isinstance(tensor, QuantizedWeight):
-        return tensor.dequantize()
-    if hasattr(tensor, "detach"):
-        return tensor.detach().float().numpy()
-    return np.asarray(tensor, dtype=np.float32)
 
 
 def bytes_per_token(weights: Mapping[str, Any], *, tied: bool, itemsize: int) -> int:
@@ -95,17 +88,19 @@ def bytes_per_token(weights: Mapping[str, Any], *, tied: bool, itemsize: int) ->
     for name, tensor in weights.items():
         if (name == "embed_tokens.weight" and not tied) or name.startswith("learned_positions."):
             continue
-        if isinstance(tensor, QuantizedWeight):
-            total += tensor.nbytes
-        else:
-            total += int(np.prod(tuple(tensor.shape))) * itemsize
+        for part in tensor.parts if isinstance(tensor, StackedRows) else (tensor,):
+            if isinstance(part, QuantizedWeight):
+                total += part.nbytes
+            else:
+                total += int(np.prod(tuple(part.shape))) * itemsize
     return total
 
 
 def describe_encodings(weights: Mapping[str, Any]) -> dict[str, int]:
-    """How many weights each encoding holds ("float" for the rest)."""
+    """How many weights (or parts of fused weights) each encoding holds ("float" for the rest)."""
     counts: dict[str, int] = {}
     for tensor in weights.values():
-        key = tensor.encoding if isinstance(tensor, QuantizedWeight) else "float"
-        counts[key] = counts.get(key, 0) + 1
+        for part in tensor.parts if isinstance(tensor, StackedRows) else (tensor,):
+            key = part.encoding if isinstance(part, QuantizedWeight) else "float"
+            counts[key] = counts.get(key, 0) + 1
     return dict(sorted(counts.items()))

@@ -36,16 +36,13 @@ _SKIPPED = re.compile(r"(^|\.)rotary_emb\.inv_freq$")
 
 
 def concat_rows(*tensors: Any) -> Any:
-    """Stacks weights (or biases) of projections that run as one fused matmul; quantized
-    weights are stacked row by row without decoding."""
-    from .quantized import QuantizedWeight
+    """Stacks weights (or biases) of projections that run as one fused matmul; encoded
+    weights are stacked row by row without decoding, and parts in different encodings (or
+    encoded beside float) stay as they are (`StackedRows`)."""
+    from .quantized import QuantizedWeight, StackedRows, stack_rows
 
-    if any(isinstance(t, QuantizedWeight) for t in tensors):
-        if not all(isinstance(t, QuantizedWeight) for t in tensors):
-            from zoo.core.errors import WeightsError
-
-            raise WeightsError("cannot fuse a quantized weight with a float one")
-        return QuantizedWeight.concat_rows(tensors)
+    if any(isinstance(t, (QuantizedWeight, StackedRows)) for t in tensors):
+        return stack_rows(tensors)
     import torch
 
     return torch.cat(tensors, dim=0)
