@@ -135,17 +135,17 @@ def load(
     tokenizer: str | Path | None = None,
     verbose: bool = False,
 ) -> Model:
-    """Loads and compiles `ref`: an alias (`zoo.models()`), a hub id, a directory or a checkpoint file."""
-    if quantize is not None:
-        from zoo.core.errors import OptionsError
+    """Loads and compiles `ref`: an alias (`zoo.models()`), a hub id, a directory or a checkpoint file.
 
-        raise OptionsError(f"quantize={quantize!r}: in-memory quantization is not available yet")
+    `quantize` ("q8_0", "q4_0", "q4_k", "q5_k", "q6_k" or "bf16") encodes the projection
+    and embedding weights in memory, as `zoo run --quantize` does (CPU only)."""
     loaded = load_model(
         ref,
         weights=Path(weights) if weights is not None else None,
         tokenizer=Path(tokenizer) if tokenizer is not None else None,
         device=device,
         dtype=dtype,
+        quantize=quantize,
         verbose=verbose,
     )
     return Model(loaded)

@@ -70,6 +70,25 @@ def median_rates(runs: Sequence[Timing], context: int, new_tokens: int) -> Rates
     return Rates(context / prefill, (new_tokens - 1) / decode, runs[0].tokens)
 
 
+def first_token_seconds(runner: Runner) -> float:
+    """Seconds to the first token of a short greedy generation (the first one a new model runs)."""
+    return runner(prompt_ids(WARMUP_TOKENS, 2), 1).prefill_s
+
+
+def process_seconds() -> float:
+    """Seconds since this process started (Linux: from /proc; elsewhere 0)."""
+    import os
+
+    try:
+        with open("/proc/self/stat") as f:
+            start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
+
+
 def peak_memory_mb() -> float:
     """This process's peak resident memory so far (ru_maxrss is KiB on Linux, bytes on macOS)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -24,6 +24,20 @@ def context_row(context: int, zoo: Rates, hf: Rates | None) -> dict[str, Any]:
     }
 
 
+def encoded_row(float32: Rates, encoded: Rates, float_bytes: int, encoded_bytes: int) -> dict[str, Any]:
+    """One context's figures for the encoded-weights model beside the float32 one: rates,
+    their ratios and the effective bandwidth of each decode (weight bytes per token x tokens/s)."""
+    return {
+        "encoded_prefill_tok_s": encoded.prefill_tok_s,
+        "encoded_decode_tok_s": encoded.decode_tok_s,
+        "encoded_decode_ms_per_token": encoded.decode_ms_per_token,
+        "encoded_over_float32_decode": encoded.decode_tok_s / float32.decode_tok_s,
+        "encoded_over_float32_prefill": encoded.prefill_tok_s / float32.prefill_tok_s,
+        "float32_decode_gb_s": float_bytes * float32.decode_tok_s / 1e9,
+        "encoded_decode_gb_s": encoded_bytes * encoded.decode_tok_s / 1e9,
+    }
+
+
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     count = 0
     for x, y in zip(a, b):
@@ -57,6 +71,16 @@ def format_report(result: dict[str, Any]) -> str:
         ("hf ms/token", "transformers_decode_ms_per_token", "{:.1f}"),
         ("decode zoo/hf", "decode_speedup", "{:.2f}x"),
     ]
+    encoded = result.get("encoded")
+    if encoded:
+        label = encoded["quantize"]
+        columns += [
+            (f"{label} prefill tok/s", "encoded_prefill_tok_s", "{:.1f}"),
+            (f"{label} decode tok/s", "encoded_decode_tok_s", "{:.2f}"),
+            (f"decode {label}/f32", "encoded_over_float32_decode", "{:.2f}x"),
+            ("f32 GB/s", "float32_decode_gb_s", "{:.1f}"),
+            (f"{label} GB/s", "encoded_decode_gb_s", "{:.1f}"),
+        ]
     cells = [[title for title, _, _ in columns]]
     for row in result["contexts"]:
         cells.append(["-" if row[key] is None else fmt.format(row[key]) for _, key, fmt in columns])
@@ -66,7 +90,18 @@ def format_report(result: dict[str, Any]) -> str:
     growth_line = f"zoo decode ms/token, largest context over smallest: {_fmt(result['decode_ms_growth'], '{:.2f}')}"
     if result.get("transformers_decode_ms_growth") is not None:
         growth_line += f" (transformers {result['transformers_decode_ms_growth']:.2f})"
-    return "\n".join([head, "", *lines, "", growth_line])
+    tail = [growth_line]
+    if encoded:
+        held = ", ".join(f"{count} {name}" for name, count in encoded["encodings"].items())
+        tail.append(
+            f"weights read per decode step: float32 {result['weight_bytes_per_token'] / 1e6:.1f} MB, "
+            f"{encoded['quantize']} {encoded['weight_bytes_per_token'] / 1e6:.1f} MB ({held} tensors)"
+        )
+    startup = result.get("startup")
+    if startup:
+        parts = ", ".join(f"{key[:-2].replace('_', ' ')} {value:.2f}" for key, value in startup.items())
+        tail.append(f"time to first token {result['time_to_first_token_s']:.2f} s ({parts})")
+    return "\n".join([head, "", *lines, "", *tail])
 
 
 def _fmt(value: float | None, fmt: str) -> str:

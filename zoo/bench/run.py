@@ -11,6 +11,14 @@ The model goes through the same loader as `zoo run` (`prepare_model`,
 `compile_prepared`); with `random_weights`, transformers builds the model from
 the reference's config (seeded; an alias's stored config needs no download)
 and zoo compiles that same state dict.
+
+With `quantize` (or a checkpoint whose weights are encoded, such as a GGUF
+file), zoo also runs the model with its weights encoded, in the same run,
+beside the float32 one: each side's decode rate, the weight bytes one decode
+step reads and so the effective bandwidth (bytes per token x tokens/s).
+`time_to_first_token_s` is from the process's start to the first generated
+token of the first model (imports, reading, compiling or loading the graphs
+from MAX's cache, warm-up, one prefill); `startup` splits it.
 """
 
 from __future__ import annotations
@@ -22,13 +30,14 @@ from pathlib import Path
 from typing import Any
 
 from zoo.core.architecture import Checkpoint
+from zoo.core.checkpoints.quantized import QuantizedWeight
 from zoo.core.errors import OptionsError
 from zoo.core.loader import PreparedModel, check_device_options, compile_prepared, describe_device, prepare_model
 from zoo.core.registry import Registry
 from zoo.core.resolve import ResolvedModel, resolve_model
 
-from .measure import SEED, Log, Rates, log_stderr, measure, peak_memory_mb
-from .report import context_row, format_report, growth
+from .measure import SEED, Log, Rates, first_token_seconds, log_stderr, measure, peak_memory_mb, process_seconds
+from .report import context_row, encoded_row, format_report, growth
 from .runners import HFRunner, ZooRunner, hf_model_on, random_hf_model
 
 __all__ = ["bench_model", "format_report"]
@@ -73,6 +82,7 @@ def bench_model(
     new_tokens: int = 64,
     device: str = "cpu",
     dtype: str | None = None,
+    quantize: str | None = None,
     with_transformers: bool = True,
     weights: Path | None = None,
     tokenizer: Path | None = None,
@@ -81,8 +91,12 @@ def bench_model(
     log: Log = log_stderr,
 ) -> dict[str, Any]:
     """Benchmarks `ref` and returns the JSON-ready report (see `format_report`)."""
+    from zoo.core.quantization import check_quantize
+
     contexts = check_request(contexts, new_tokens, repeats)
     check_device_options(device, dtype)
+    check_quantize(quantize)
+    imports = process_seconds()
     started = time.perf_counter()
     if random_weights:
         resolved = resolve_model(ref, registry)
@@ -92,14 +106,27 @@ def bench_model(
         prepared = prepare_model(ref, registry, weights=weights, tokenizer=tokenizer, need_tokenizer=False)
         check_fits(ref, contexts, new_tokens, prepared.config.context_length)
         hf_model = None
+    read = time.perf_counter() - started
     config = prepared.config
+    encoded_source = any(isinstance(t, QuantizedWeight) for t in prepared.checkpoint.tensors.values())
     threads = os.cpu_count() or 1
     torch_threads = _set_torch_threads(threads)
+    encoded: dict[int, Rates] = {}
+    encoded_info: dict[str, Any] = {}
     try:
         log(f"compiling {prepared.resolved.architecture.name} (a new graph takes minutes, a cached one seconds)")
-        loaded = compile_prepared(prepared, device=device, dtype=dtype, verbose=False)
+        # An encoded checkpoint's float32 baseline is the one an explicit --dtype asks for: decoded at load.
+        loaded = compile_prepared(prepared, device=device, dtype=dtype or ("float32" if encoded_source else None), verbose=False)
         ready = time.perf_counter() - started
         log(f"compiled in {loaded.compile_seconds:.1f}s; ready {ready:.1f}s after the start")
+        first_token = first_token_seconds(ZooRunner(loaded))
+        startup = {
+            "imports_s": imports,
+            "read_s": read,
+            "compile_s": loaded.compile_seconds,
+            "map_and_warm_up_s": ready - read - loaded.compile_seconds,
+            "first_token_s": first_token,
+        }
         zoo = measure(contexts, config.vocab_size, new_tokens, repeats, ZooRunner(loaded), "engine", log)
         hf: dict[int, Rates] = {}
         hf_info: dict[str, Any] = {}
@@ -107,10 +134,24 @@ def bench_model(
             runner = _hf_runner(prepared, hf_model, loaded)
             hf_info = runner.describe()
             hf = measure(contexts, config.vocab_size, new_tokens, repeats, runner, "transformers", log)
+        if quantize is not None or encoded_source:
+            held = compile_prepared(prepared, device=device, quantize=quantize, verbose=False)
+            label = quantize or "encoded"
+            encoded = measure(contexts, config.vocab_size, new_tokens, repeats, ZooRunner(held), f"engine {label}", log)
+            encoded_info = {
+                "quantize": label,
+                "encodings": held.graph.encodings,
+                "weight_bytes_per_token": held.graph.weight_bytes_per_token,
+                "compile_seconds": held.compile_seconds,
+            }
     finally:
         _set_torch_threads(torch_threads)
 
+    float_bytes = loaded.graph.weight_bytes_per_token
     rows = [context_row(c, zoo[c], hf.get(c)) for c in contexts]
+    if encoded:
+        for row in rows:
+            row.update(encoded_row(zoo[row["context"]], encoded[row["context"]], float_bytes, encoded_info["weight_bytes_per_token"]))
     return {
         "model": ref,
         "architecture": prepared.resolved.architecture.name,
@@ -123,6 +164,10 @@ def bench_model(
         "repeats": repeats,
         "compile_seconds": loaded.compile_seconds,
         "load_seconds": ready,
+        "time_to_first_token_s": imports + ready + first_token,
+        "startup": startup,
+        "weight_bytes_per_token": float_bytes,
+        "encoded": encoded_info or None,
         "peak_memory_mb": peak_memory_mb(),
         **hf_info,
         "contexts": rows,

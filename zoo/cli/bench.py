@@ -9,7 +9,7 @@ import click
 
 from zoo.core.errors import OptionsError
 
-from .common import device_flag, dtype_flag, gguf_file_flag, json_flag, registry, with_gguf_file
+from .common import device_flag, dtype_flag, gguf_file_flag, json_flag, quantize_flag, registry, with_gguf_file
 
 
 @click.command("bench")
@@ -24,10 +24,14 @@ from .common import device_flag, dtype_flag, gguf_file_flag, json_flag, registry
 @gguf_file_flag
 @device_flag
 @dtype_flag
+@quantize_flag
 def bench_command(model: str, random_weights: bool, contexts: str, new_tokens: int, as_json: bool,
                   no_transformers: bool, weights: Path | None, tokenizer: Path | None, gguf_file: str | None,
-                  device: str, dtype: str | None) -> None:
-    """Benchmark compile, prefill and decode speed against HF transformers."""
+                  device: str, dtype: str | None, quantize: str | None) -> None:
+    """Benchmark compile, prefill and decode speed against HF transformers.
+
+    With --quantize TYPE (or an encoded checkpoint such as a GGUF file), the model also runs with
+    encoded weights beside the float32 one: decode rates, weight bytes per token and GB/s."""
     from zoo.bench.run import bench_model, format_report
 
     model = with_gguf_file(model, gguf_file)
@@ -36,7 +40,7 @@ def bench_command(model: str, random_weights: bool, contexts: str, new_tokens: i
     except ValueError:
         raise OptionsError(f"--contexts must be comma-separated integers, got {contexts!r}") from None
     report = bench_model(model, random_weights=random_weights, contexts=lengths, new_tokens=new_tokens, device=device,
-                         dtype=dtype, with_transformers=not no_transformers, weights=weights, tokenizer=tokenizer,
+                         dtype=dtype, quantize=quantize, with_transformers=not no_transformers, weights=weights, tokenizer=tokenizer,
                          registry=registry())
     click.echo(json.dumps(report, indent=2) if as_json else format_report(report))
 

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from zoo.core.runtime.generation import TextGenerator
     from zoo.core.runtime.sampling import SamplingOptions
 
-from .common import model_flags, registry, sampling_flags, sampling_from, with_gguf_file
+from .common import model_flags, quantize_flag, registry, sampling_flags, sampling_from, with_gguf_file
 
 
 @click.command("run")
@@ -30,25 +30,29 @@ from .common import model_flags, registry, sampling_flags, sampling_from, with_g
 @click.option("--benchmark", is_flag=True, help="Time compile, prefill and decode for this model and exit.")
 @sampling_flags
 @model_flags
+@quantize_flag
 def run_command(model: str, prompts: tuple[str, ...], prompts_file: Path | None, chat: bool, benchmark: bool, **flags: Any) -> None:
     """Generate text with MODEL (an alias, a HF repo id, a directory or a checkpoint file).
 
     With --prompt, stdout carries only the prompt and its continuation; progress
     goes to stderr. Without --prompt: an interactive prompt loop.
     """
-    from zoo.core.loader import check_device_options, compile_prepared, prepare_model
+    from zoo.core.loader import check_device_options, check_quantize_options, compile_prepared, pick_device, prepare_model
     from zoo.core.runtime.generation import TextGenerator, encode_prompts
 
     options = sampling_from(flags)
     model = with_gguf_file(model, flags.pop("gguf_file"))
-    device, dtype = flags["device"], flags["dtype"]
+    device, dtype, quantize = flags["device"], flags["dtype"], flags["quantize"]
     check_device_options(device, dtype)
+    if quantize is not None:
+        check_quantize_options(quantize, pick_device(device), dtype)
     all_prompts = list(prompts) + (read_prompts_file(prompts_file) if prompts_file else [])
     if benchmark:
         from zoo.bench.run import bench_model, format_report
 
         report = bench_model(model, contexts=[16, 256], new_tokens=max(2, options.max_new_tokens), device=device,
-                             dtype=dtype, with_transformers=False, weights=flags["weights"], tokenizer=flags["tokenizer"])
+                             dtype=dtype, quantize=quantize, with_transformers=False, weights=flags["weights"],
+                             tokenizer=flags["tokenizer"])
         click.echo(format_report(report))
         return
 
@@ -57,7 +61,7 @@ def run_command(model: str, prompts: tuple[str, ...], prompts_file: Path | None,
         raise PromptError("this model has no tokenizer; pass --tokenizer PATH")
     if all_prompts:
         encode_prompts(prepared.tokenizer, prepared.config, all_prompts)
-    generator = TextGenerator(compile_prepared(prepared, device=device, dtype=dtype))
+    generator = TextGenerator(compile_prepared(prepared, device=device, dtype=dtype, quantize=quantize))
     if chat:
         from .interactive import chat_loop
 

@@ -7,6 +7,11 @@ compile. `compile_prepared`: map the weights, build the MAX module lazily,
 check every tensor's name, shape and dtype, compile the decoding head (and on
 the CPU in float32 the one-token decode graph), then run one warm-up step.
 `load_model` does both.
+
+Encoded weights (`QuantizedWeight`, from a GGUF file or `quantize=TYPE`) stay
+encoded in the model's projections and token embedding on the CPU
+(`zoo.core.quantization`); an explicit dtype, or an accelerator, decodes them
+at load instead.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .architecture import Architecture, Checkpoint
-from .checkpoints.quantized import QuantizedWeight
+from .checkpoints.quantized import QuantizedWeight, StackedRows
 from .checkpoints.tokenizer import Tokenizer
 from .config import ModelConfig
 from .errors import ConfigError, OptionsError, TokenizerError, WeightsError
@@ -97,24 +102,46 @@ def prepare_model(
     return PreparedModel(resolved, config, checkpoint)
 
 
-def compile_prepared(prepared: PreparedModel, *, device: str = "auto", dtype: str | None = None, verbose: bool = True) -> LoadedModel:
-    """Maps, checks and compiles a prepared model, then warms it up."""
+def compile_prepared(
+    prepared: PreparedModel,
+    *,
+    device: str = "auto",
+    dtype: str | None = None,
+    quantize: str | None = None,
+    verbose: bool = True,
+) -> LoadedModel:
+    """Maps, checks and compiles a prepared model (encoding its weights with `quantize`),
+    then warms it up."""
     resolved, checkpoint = prepared.resolved, prepared.checkpoint
-    if dtype is None and any(isinstance(t, QuantizedWeight) for t in checkpoint.tensors.values()):
-        raise OptionsError(
-            "this checkpoint holds quantized weights, which zoo runs only dequantized for now: pass --dtype float32"
-        )
     max_device = pick_device(device)
     max_dtype = pick_dtype(dtype, max_device)
+    check_quantize_options(quantize, max_device, dtype)
     architecture = resolved.architecture
     if verbose:
-        log(f"{architecture.name} from {checkpoint.source} on {describe_device(max_device)}, {max_dtype.name}; compiling...")
-    graph, seconds = compile_model(architecture, prepared.config, dict(checkpoint.tensors), max_device, max_dtype)
+        held = f", weights {quantize}" if quantize else ""
+        log(f"{architecture.name} from {checkpoint.source} on {describe_device(max_device)}, {max_dtype.name}{held}; compiling...")
+    graph, seconds = compile_model(
+        architecture, prepared.config, dict(checkpoint.tensors), max_device, max_dtype,
+        quantize=quantize, keep_encoded=dtype is None or quantize is not None,
+    )
     if verbose:
         log(f"compiled in {seconds:.1f}s")
     return LoadedModel(
         resolved.ref, architecture, prepared.config, checkpoint.tokenizer, graph, max_device, max_dtype, checkpoint.source, seconds
     )
+
+
+def check_quantize_options(quantize: str | None, device: Device, dtype: str | None) -> None:
+    """`quantize` needs a known type, the CPU and float32 activations."""
+    from .quantization import check_quantize
+
+    check_quantize(quantize)
+    if quantize is None:
+        return
+    if not device.is_host:
+        raise OptionsError(f"--quantize {quantize} runs on the CPU only (use --device cpu)")
+    if dtype not in (None, "float32"):
+        raise OptionsError(f"--quantize {quantize} computes in float32; it cannot be combined with --dtype {dtype}")
 
 
 def load_model(
@@ -125,17 +152,23 @@ def load_model(
     tokenizer: Path | None = None,
     device: str = "auto",
     dtype: str | None = None,
+    quantize: str | None = None,
     verbose: bool = True,
     need_tokenizer: bool = True,
 ) -> LoadedModel:
-    """Resolves, reads, checks and compiles `ref` (alias, hub id, directory or file)."""
+    """Resolves, reads, checks and compiles `ref` (alias, hub id, directory or file),
+    with its weights encoded in `quantize` if given."""
+    from .quantization import check_quantize
+
     check_device_options(device, dtype)
+    check_quantize(quantize)
     prepared = prepare_model(ref, registry, weights=weights, tokenizer=tokenizer, need_tokenizer=need_tokenizer)
-    return compile_prepared(prepared, device=device, dtype=dtype, verbose=verbose)
+    return compile_prepared(prepared, device=device, dtype=dtype, quantize=quantize, verbose=verbose)
 
 
 def check_weights(expected: Mapping[str, tuple[int, ...]], mapped: Mapping[str, Any]) -> None:
-    """Raises one WeightsError naming missing, unexpected, mis-shaped and non-float tensors."""
+    """Raises one WeightsError naming missing, unexpected, mis-shaped and non-float tensors
+    (an encoded `QuantizedWeight` counts as float, by its logical shape)."""
     missing = sorted(set(expected) - set(mapped))
     unexpected = sorted(set(mapped) - set(expected))
     misshaped = sorted(
@@ -146,7 +179,7 @@ def check_weights(expected: Mapping[str, tuple[int, ...]], mapped: Mapping[str, 
     not_float = sorted(
         f"{name} ({getattr(mapped[name], 'dtype', type(mapped[name]).__name__)})"
         for name in set(expected) & set(mapped)
-        if not _is_float(mapped[name])
+        if not _is_float(mapped[name]) and not isinstance(mapped[name], (QuantizedWeight, StackedRows))
     )
     problems = []
     for label, names in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped), ("not floating point", not_float)):
@@ -199,46 +232,94 @@ def torch_dtype_for(dtype: DType) -> Any:
 
 
 def compile_model(
-    architecture: Architecture, config: ModelConfig, tensors: Mapping[str, Any], device: Device, dtype: DType
+    architecture: Architecture,
+    config: ModelConfig,
+    tensors: Mapping[str, Any],
+    device: Device,
+    dtype: DType,
+    *,
+    quantize: str | None = None,
+    keep_encoded: bool = True,
 ) -> tuple[CompiledHead, float]:
-    """Maps, checks and compiles; returns the compiled head and the compile time."""
+    """Maps, checks and compiles (see `compile_mapped`)."""
     try:
         mapped = architecture.mapper()(tensors, config)
     except WeightsError:
         raise
     except Exception as error:
         raise WeightsError(f"{architecture.name}'s weight mapper failed on this checkpoint: {type(error).__name__}: {error}") from None
-    return compile_mapped(architecture, config, mapped, device, dtype)
+    return compile_mapped(architecture, config, mapped, device, dtype, quantize=quantize, keep_encoded=keep_encoded)
 
 
 def compile_mapped(
-    architecture: Architecture, config: ModelConfig, mapped: Mapping[str, Any], device: Device, dtype: DType
+    architecture: Architecture,
+    config: ModelConfig,
+    mapped: Mapping[str, Any],
+    device: Device,
+    dtype: DType,
+    *,
+    quantize: str | None = None,
+    keep_encoded: bool = True,
 ) -> tuple[CompiledHead, float]:
-    """Checks already-mapped tensors against the model, compiles the decoding head and warms it up."""
+    """Checks already-mapped tensors against the model, compiles the decoding head and warms
+    it up; returns the compiled head and the compile time.
+
+    On the CPU with `keep_encoded`, encoded weights stay encoded where a module can hold
+    them, and `quantize` encodes float ones (`quantization.prepare_weights`); otherwise
+    every weight is decoded to `dtype`. The head records the weight bytes a decode step
+    reads and how many weights each encoding holds.
+    """
     from max.experimental import functional as F
     from max.experimental.tensor import default_device, default_dtype
     from max.graph import DeviceRef
 
+    from . import quantization
     from .blocks import kernels
     from .blocks.heads import CompiledHead, NextTokenHead, input_types
+    from .blocks.linear import EncodedWeight, held_values
     from .runtime.engine import warm_up
 
     # Built lazily on the target device: random init is never materialised.
     with F.lazy(), default_dtype(dtype), default_device(device):
         head = NextTokenHead(architecture.builder()(config))
-    expected = {name[len("model.") :]: tuple(int(d) for d in p.shape) for name, p in head.parameters}
-    check_weights(expected, mapped)
+        expected = {name[len("model.") :]: tuple(int(d) for d in p.shape) for name, p in head.parameters}
+        check_weights(expected, mapped)
+        holders = {
+            f"{path[len('model.') :]}.weight": module
+            for path, module in head.descendants
+            if isinstance(module, EncodedWeight) and path.startswith("model.")
+        }
+        tied = bool(getattr(config, "tie_word_embeddings", False))
+        held = quantization.prepare_weights(
+            mapped, set(holders), quantize=quantize, keep_encoded=keep_encoded and device.is_host,
+            output=quantization.output_weight(set(mapped), tied),
+        )
+        for name, tensor in held.items():
+            if isinstance(tensor, (QuantizedWeight, StackedRows)):
+                holders[name].hold_encoded(tensor)
+    encoded = any(isinstance(t, (QuantizedWeight, StackedRows)) for t in held.values())
     torch_dtype = torch_dtype_for(dtype)
-    weights = {f"model.{name}": _as_dtype(t, torch_dtype) for name, t in mapped.items()}
+    weights: dict[str, Any] = {}
+    for name, tensor in held.items():
+        if isinstance(tensor, (QuantizedWeight, StackedRows)):
+            weights.update(held_values(f"model.{name}", tensor, lambda t: _as_dtype(t, torch_dtype)))
+        else:
+            weights[f"model.{name}"] = _as_dtype(tensor, torch_dtype)
+    per_token = quantization.bytes_per_token(held, tied=tied, itemsize=dtype.size_in_bytes)
+    encodings = quantization.describe_encodings(held)
+    del held
+    extensions = [kernels.PACKAGE] if encoded else []
     device_ref = DeviceRef.from_device(device)
     started = time.perf_counter()
-    graph = CompiledHead(head.compile(*input_types(config, dtype, device_ref), weights=weights))
+    graph = CompiledHead(head.compile(*input_types(config, dtype, device_ref), weights=weights, custom_extensions=extensions))
+    graph.weight_bytes_per_token, graph.encodings = per_token, encodings
     if kernels.applies(device, dtype):
         with kernels.decode_kernels():
             graph.one_token = head.compile(
                 *input_types(config, dtype, device_ref, seqlen=1), weights=weights, custom_extensions=[kernels.PACKAGE]
             )
     seconds = time.perf_counter() - started
+    del weights
     warm_up(graph, config, device, dtype)
     return graph, seconds
 

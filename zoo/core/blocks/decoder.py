@@ -15,15 +15,14 @@ from collections.abc import Sequence
 
 from max.dtype import DType
 from max.experimental import functional as F
-from max.experimental.nn import Embedding, Module, ModuleList
+from max.experimental.nn import Module, ModuleList
 from max.experimental.tensor import Tensor
 
 from zoo.core.config import DecoderConfig
 
-from . import kernels
 from .attention import Attention, AttentionShape
 from .feedforward import GatedMLP, PlainMLP
-from .linear import Projection
+from .linear import Projection, TokenEmbedding
 from .moe import SparseMoE
 from .norms import make_norm
 from .positions import LearnedPositions, RotaryPositions
@@ -103,7 +102,7 @@ class DecoderLM(Module):
         logits_multiplier: float = 1.0,
         final_softcap: float | None = None,
     ) -> None:
-        self.embed_tokens = Embedding(vocab_size, dim=hidden_size)
+        self.embed_tokens = TokenEmbedding(vocab_size, dim=hidden_size)
         self.learned_positions = learned_positions
         self.layers = ModuleList(blocks)
         self.final_norm = final_norm
@@ -138,7 +137,7 @@ class DecoderLM(Module):
             picked = F.gather(x.reshape((batch * seqlen, hidden)), rows.reshape((batch * rows.shape[1],)), axis=0)
             last = self.final_norm(picked.reshape((batch, rows.shape[1], hidden)))
         if self.tie_embeddings:
-            logits = kernels.linear(last, self.embed_tokens.weight)
+            logits = self.embed_tokens.project(last)
         else:
             logits = self.lm_head(last)
         logits = logits.cast(DType.float32)

@@ -8,7 +8,6 @@ from max.experimental import functional as F
 from max.experimental.nn import Module
 from max.experimental.tensor import Tensor
 
-from . import kernels
 from .linear import Projection
 
 Activation = Literal["silu", "gelu_tanh", "gelu"]
@@ -44,9 +43,8 @@ class PlainMLP(Module):
         self.activation = activation
 
     def forward(self, x: Tensor) -> Tensor:
-        bias = self.up_proj.bias if isinstance(self.up_proj.bias, Tensor) else None
-        if self.activation == "gelu_tanh" and bias is not None:
-            up = kernels.linear(x, self.up_proj.weight, bias, activation="gelu_tanh")
+        if self.activation == "gelu_tanh" and isinstance(self.up_proj.bias, Tensor):
+            up = self.up_proj(x, activation="gelu_tanh")
         else:
             up = activate(self.up_proj(x), self.activation)
         return self.down_proj(up)

@@ -13,7 +13,7 @@ float32 a second graph, fixed at one new token, serves decode steps faster
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from max.dtype import DType
@@ -35,6 +35,8 @@ class CompiledHead:
 
     any_length: Callable[..., Any]
     one_token: Callable[..., Any] | None = None
+    weight_bytes_per_token: int = 0  # weight bytes a decode step reads (see zoo.core.quantization)
+    encodings: dict[str, int] = field(default_factory=dict)  # weights per encoding ("float": the rest)
 
     def run(self, tokens: Any, *rest: Any) -> list[Any]:
         """The engine's call: driver `Buffer`s in and out, skipping the per-argument checks.

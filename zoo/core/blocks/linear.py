@@ -1,16 +1,85 @@
-"""The projection every block uses: MAX's `Linear`, with zoo's decode kernel on the CPU."""
+"""The projection every block uses (MAX's `Linear`, with zoo's decode kernel on the CPU),
+and the token embedding; both can hold their weight in a low-precision encoding."""
 
 from __future__ import annotations
 
-from max.experimental.nn import Linear
+from typing import Any
+
+from max.dtype import DType
+from max.experimental import functional as F
+from max.experimental.nn import Embedding, Linear
 from max.experimental.tensor import Tensor
+
+from zoo.core.checkpoints.quantized import QuantizedWeight, StackedRows
 
 from . import kernels
 
 
-class Projection(Linear):
-    """MAX's `Linear` (same parameters and names), whose matmul takes zoo's row-dot
-    kernel when traced for the one-token decode graph on the CPU."""
+def part_name(name: str, index: int) -> str:
+    """The parameter holding part `index` of a weight held in parts (`weight`, `weight_1`, ...)."""
+    return name if index == 0 else f"{name}_{index}"
 
-    def forward(self, x: Tensor) -> Tensor:
-        return kernels.linear(x, self.weight, self.bias if isinstance(self.bias, Tensor) else None)
+
+class EncodedWeight:
+    """A module whose `weight` may be kept encoded: `encoding` is None for a float weight,
+    else the encoding of `QuantizedWeight` rows held raw (uint8) in `weight`. A fused weight
+    whose row groups differ in encoding (`StackedRows`) is held in parts: `weight`,
+    `weight_1`, ..., with `part_encodings` (None for a float part)."""
+
+    encoding: str | None = None
+    part_encodings: tuple[str | None, ...] = ()
+
+    def hold_encoded(self, weight: QuantizedWeight | StackedRows) -> None:
+        """Makes `weight` (of this module's logical shape) the module's weight, kept encoded.
+        Call under `F.lazy()` on the target device, before compiling."""
+        if isinstance(weight, QuantizedWeight):
+            self.encoding = weight.encoding
+            self.weight = Tensor.zeros(list(weight.data.shape), dtype=DType.uint8)
+            return
+        encodings = []
+        for index, part in enumerate(weight.parts):
+            encoded = isinstance(part, QuantizedWeight)
+            encodings.append(part.encoding if encoded else None)
+            value = Tensor.zeros(list(part.data.shape), dtype=DType.uint8) if encoded else Tensor.zeros(list(part.shape))
+            setattr(self, part_name("weight", index), value)
+        self.part_encodings = tuple(encodings)
+
+
+def held_values(name: str, weight: QuantizedWeight | StackedRows, as_float: Any) -> dict[str, Any]:
+    """What the compiled graph takes for the encoded weight `name`: raw rows, per part for
+    `StackedRows` (float parts through `as_float`)."""
+    if isinstance(weight, QuantizedWeight):
+        return {name: weight.data}
+    return {
+        part_name(name, i): part.data if isinstance(part, QuantizedWeight) else as_float(part)
+        for i, part in enumerate(weight.parts)
+    }
+
+
+class Projection(EncodedWeight, Linear):
+    """MAX's `Linear` (same parameters and names), whose matmul takes zoo's row-dot
+    kernel when traced for the one-token decode graph on the CPU. `activation`
+    ("gelu_tanh") is applied to the output, fused into the kernel where it can be."""
+
+    def forward(self, x: Tensor, activation: str | None = None) -> Tensor:
+        bias = self.bias if isinstance(self.bias, Tensor) else None
+        if not self.part_encodings:
+            return kernels.linear(x, self.weight, bias, activation, self.encoding)
+        parts = [
+            kernels.linear(x, getattr(self, part_name("weight", i)), encoding=encoding)
+            for i, encoding in enumerate(self.part_encodings)
+        ]
+        y = F.concat(parts, axis=-1)
+        y = y if bias is None else y + bias
+        return y if activation is None else F.gelu(y, approximate="tanh")
+
+
+class TokenEmbedding(EncodedWeight, Embedding):
+    """MAX's `Embedding` (a 2-D table); an encoded table decodes only the rows looked up.
+    `project` multiplies by the table's transpose (tied output projection)."""
+
+    def forward(self, indices: Tensor) -> Tensor:
+        return kernels.embed(indices, self.weight, self.encoding)
+
+    def project(self, x: Tensor) -> Tensor:
+        return kernels.linear(x, self.weight, encoding=self.encoding)

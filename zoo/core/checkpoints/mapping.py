@@ -36,18 +36,15 @@ _SKIPPED = re.compile(r"(^|\.)rotary_emb\.inv_freq$")
 
 
 def concat_rows(*tensors: Any) -> Any:
-    """Stacks weights (or biases) of projections that run as one fused matmul; quantized
-    weights of one encoding are stacked row by row without decoding. Parts in different
-    encodings (llama.cpp's Q4_K_M keeps v in Q6_K beside Q4_K q and k) are decoded to float32."""
+    """Stacks weights (or biases) of projections that run as one fused matmul; encoded
+    weights are stacked row by row without decoding, and parts in different encodings (or
+    encoded beside float) stay as they are (`StackedRows`)."""
+    from .quantized import QuantizedWeight, StackedRows, stack_rows
+
+    if any(isinstance(t, (QuantizedWeight, StackedRows)) for t in tensors):
+        return stack_rows(tensors)
     import torch
 
-    from .quantized import QuantizedWeight
-
-    quantized = [t for t in tensors if isinstance(t, QuantizedWeight)]
-    if quantized and len(quantized) == len(tensors) and len({t.encoding for t in quantized}) == 1:
-        return QuantizedWeight.concat_rows(tensors)
-    if quantized:
-        tensors = tuple(torch.from_numpy(t.dequantize()) if isinstance(t, QuantizedWeight) else t.float() for t in tensors)
     return torch.cat(tensors, dim=0)
 
 

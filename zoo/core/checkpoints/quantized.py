@@ -4,13 +4,16 @@ A `QuantizedWeight` is a 2-D weight of logical shape (rows, cols) whose rows are
 stored as GGML blocks along the columns, raw bytes per row. Rows are
 independent, so weight mappers can concatenate, slice and permute rows
 (fused q/k/v, gate/up) without decoding. Dequantizing is NumPy (the `gguf`
-package's reference decoders).
+package's reference decoders). Rows fused from parts in different encodings
+(llama.cpp's Q4_K_M keeps v in Q6_K beside Q4_K q and k) are `StackedRows`:
+each part stays in its own encoding.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -100,3 +103,50 @@ class QuantizedWeight:
             raise WeightsError("cannot fuse weights of different encodings or widths")
         data = np.concatenate([p.data for p in parts], axis=0)
         return QuantizedWeight(parts[0].encoding, (int(data.shape[0]), parts[0].shape[1]), data)
+
+
+@dataclass(frozen=True, eq=False)
+class StackedRows:
+    """A fused (rows, cols) weight whose row groups keep different encodings: `parts`, top
+    to bottom, are `QuantizedWeight`s or float (rows, cols) arrays/tensors of equal width."""
+
+    parts: tuple[Any, ...]
+
+    def __post_init__(self) -> None:
+        if len({int(p.shape[1]) for p in self.parts}) != 1:
+            raise WeightsError("cannot fuse weights of different widths")
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (sum(int(p.shape[0]) for p in self.parts), int(self.parts[0].shape[1]))
+
+    @property
+    def ndim(self) -> int:
+        return 2
+
+    def dequantize(self) -> np.ndarray:
+        """The float32 (rows, cols) values."""
+        return np.concatenate([as_float32(p) for p in self.parts], axis=0)
+
+
+def as_float32(weight: Any) -> np.ndarray:
+    """A float32 NumPy copy of an encoded, stacked or float weight."""
+    if isinstance(weight, (QuantizedWeight, StackedRows)):
+        return weight.dequantize()
+    if hasattr(weight, "detach"):
+        return weight.detach().float().numpy()
+    return np.asarray(weight, dtype=np.float32)
+
+
+def stack_rows(parts: Sequence[Any]) -> Any:
+    """Fuses row groups: one `QuantizedWeight` when all share an encoding, else `StackedRows`
+    (nested stacks flattened, neighbouring parts of one encoding joined)."""
+    flat: list[Any] = []
+    for part in parts:
+        for piece in part.parts if isinstance(part, StackedRows) else (part,):
+            last = flat[-1] if flat else None
+            if isinstance(piece, QuantizedWeight) and isinstance(last, QuantizedWeight) and last.encoding == piece.encoding:
+                flat[-1] = QuantizedWeight.concat_rows([last, piece])
+            else:
+                flat.append(piece)
+    return flat[0] if len(flat) == 1 else StackedRows(tuple(flat))

@@ -8,6 +8,12 @@ does one new token's attention over its cache in a single op. Only the
 one-token decode graph uses them: `decode_kernels()` is active while that
 graph is traced. Prefill keeps MAX's matmul, which is far better for many
 rows, and so do non-float32 weights and accelerators.
+
+Weights kept in a GGML block encoding or bfloat16 (`QuantizedWeight`) enter
+the graph as their raw uint8 rows (`encoding` names the format): the decode
+graph reads them with `zoo_qrowdot` (low-precision weights, float32
+arithmetic); every other graph decodes them with `zoo_dequantize` and uses
+MAX's float32 matmul (`mojo/quantized.mojo`).
 """
 
 from __future__ import annotations
@@ -48,17 +54,27 @@ def _on(x: Any) -> bool:
     return _ACTIVE.get() and x.device.is_host and x.dtype == DType.float32
 
 
-def linear(x: Any, weight: Any, bias: Any = None, activation: str | None = None) -> Any:
+# Encodings of `QuantizedWeight` -> the kernels' `encoding` parameter (mojo/quantized.mojo).
+ENCODING_CODES = {"bf16": 0, "f16": 1, "q8_0": 2, "q4_0": 3, "q4_k": 4, "q5_k": 5, "q6_k": 6}
+
+
+def linear(x: Any, weight: Any, bias: Any = None, activation: str | None = None, encoding: str | None = None) -> Any:
     """`activation(x @ weight.T + bias)`, through the row-dot kernel inside `decode_kernels()`
     on the CPU. `activation` is None or "gelu_tanh" (the kernel applies it as it stores,
-    when there is a bias)."""
+    when there is a bias). With `encoding`, `weight` is the raw uint8 rows of a
+    `QuantizedWeight` in that encoding."""
     from max.dtype import DType
     from max.experimental import functional as F
     from max.graph import DeviceRef, TensorType
 
     if activation not in (None, "gelu_tanh"):
         raise ValueError(f"unsupported activation {activation!r}")
-    if not (_on(x) and weight.dtype == x.dtype and (activation is None or bias is not None)):
+    fused = _on(x) and (activation is None or bias is not None)
+    if encoding is not None and fused:
+        return _quantized_row_dot(x, weight, bias, activation, encoding)
+    if encoding is not None:
+        weight = dequantize(weight, encoding).cast(x.dtype)
+    if not (fused and weight.dtype == x.dtype):
         y = x @ weight.T if bias is None else x @ weight.T + bias
         return y if activation is None else F.gelu(y, approximate="tanh")
 
@@ -73,6 +89,56 @@ def linear(x: Any, weight: Any, bias: Any = None, activation: str | None = None)
     name = "zoo_rowdot" if bias is None else "zoo_rowdot_bias" if activation is None else "zoo_rowdot_bias_gelu_tanh"
     (y,) = F.custom(name, x.device, inputs, [out_type])
     return y.reshape((*lead, weight.shape[0]))
+
+
+def columns(weight: Any, encoding: str) -> int:
+    """The logical column count of raw rows `weight` (uint8, (rows, bytes per row)) in `encoding`."""
+    from zoo.core.checkpoints.quantized import ENCODINGS
+
+    values, nbytes = ENCODINGS[encoding]
+    return int(weight.shape[1]) // nbytes * values
+
+
+def dequantize(weight: Any, encoding: str) -> Any:
+    """The float32 (rows, cols) values of raw rows `weight` in `encoding`, decoded in the graph."""
+    from max.dtype import DType
+    from max.experimental import functional as F
+    from max.graph import DeviceRef, TensorType
+
+    out = TensorType(DType.float32, (weight.shape[0], columns(weight, encoding)), device=DeviceRef.from_device(weight.device))
+    (values,) = F.custom("zoo_dequantize", weight.device, [weight], [out], parameters={"encoding": ENCODING_CODES[encoding]})
+    return values
+
+
+def embed(indices: Any, weight: Any, encoding: str | None = None) -> Any:
+    """Rows `indices` of the table `weight` (an embedding lookup); with `encoding`, the table
+    is raw rows in that encoding and only the rows looked up are decoded (to float32)."""
+    from max.experimental import functional as F
+
+    if encoding is None:
+        return F.gather(weight, indices, axis=0)
+    flat = indices.reshape((-1,))
+    rows = dequantize(F.gather(weight, flat, axis=0), encoding)
+    return rows.reshape((*indices.shape, rows.shape[1]))
+
+
+def _quantized_row_dot(x: Any, weight: Any, bias: Any, activation: str | None, encoding: str) -> Any:
+    from max.dtype import DType
+    from max.experimental import functional as F
+    from max.graph import DeviceRef, TensorType
+
+    lead, k = list(x.shape[:-1]), x.shape[-1]
+    rows = lead[0]
+    for dim in lead[1:]:
+        rows = rows * dim
+    n = weight.shape[0]
+    inputs = [x.reshape((rows, k)), weight]
+    if bias is not None:
+        inputs.append(bias.reshape((1, n)))
+    out_type = TensorType(DType.float32, (rows, n), device=DeviceRef.from_device(x.device))
+    name = "zoo_qrowdot" if bias is None else "zoo_qrowdot_bias" if activation is None else "zoo_qrowdot_bias_gelu_tanh"
+    (y,) = F.custom(name, x.device, inputs, [out_type], parameters={"encoding": ENCODING_CODES[encoding]})
+    return y.reshape((*lead, n))
 
 
 def decode_attention(

@@ -1,0 +1,35 @@
+"""Encoded weights for tests: real encodings where the `gguf` package has an encoder, random
+valid blocks (small scales, every quant and scale bit random) where it has none."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from zoo.core.checkpoints.quantized import ENCODINGS, QuantizedWeight
+
+ALL_ENCODINGS = ("bf16", "f16", "q8_0", "q4_0", "q4_k", "q5_k", "q6_k")
+
+
+def _halves(rng: np.random.Generator, shape: tuple[int, ...], low: float, high: float) -> np.ndarray:
+    """float16 values in [low, high) as their two bytes, shape (*shape, 2)."""
+    return rng.uniform(low, high, size=shape).astype(np.float16).view(np.uint8).reshape(*shape, 2)
+
+
+def random_encoded(encoding: str, rows: int, cols: int, rng: np.random.Generator, scale: float = 0.2) -> QuantizedWeight:
+    """A (rows, cols) weight in `encoding` whose values are of about `scale`."""
+    if encoding in ("q8_0", "q4_0", "bf16"):
+        return QuantizedWeight.quantize(rng.normal(0.0, scale, size=(rows, cols)).astype(np.float32), encoding)
+    if encoding == "f16":
+        data = rng.normal(0.0, scale, size=(rows, cols)).astype(np.float16).view(np.uint8)
+        return QuantizedWeight("f16", (rows, cols), data.reshape(rows, cols * 2))
+    values, nbytes = ENCODINGS[encoding]
+    blocks = (rows, cols // values)
+    data = rng.integers(0, 256, size=(*blocks, nbytes), dtype=np.uint8)
+    if encoding == "q6_k":  # value = d * scale * (q - 32), int8 scales, q in 0..63
+        data[..., 192:208] = rng.integers(-8, 9, size=(*blocks, 16)).astype(np.int8).view(np.uint8)
+        data[..., 208:210] = _halves(rng, blocks, scale / 100, scale / 50)
+    else:  # value = d * sc * q - dmin * m, 6-bit sc and m, q in 0..15 (0..31 for q5_k)
+        levels = 15 if encoding == "q4_k" else 31
+        data[..., 0:2] = _halves(rng, blocks, scale / (20 * levels), scale / (10 * levels))
+        data[..., 2:4] = _halves(rng, blocks, scale / 400, scale / 200)
+    return QuantizedWeight(encoding, (rows, cols), data.reshape(rows, -1))

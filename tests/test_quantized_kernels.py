@@ -1,0 +1,94 @@
+"""zoo's kernels for encoded weights (mojo/quantized.mojo) against NumPy decoding + matmul.
+
+One graph holds every op for every encoding (a single compile): per encoding, the
+decode row-dot (plain, + bias, + bias and tanh-GELU) and the dequantize op, with
+symbolic shapes, so each case below runs all encodings at once.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from quant_fixtures import ALL_ENCODINGS, random_encoded
+from zoo.core.blocks import kernels
+from zoo.core.checkpoints.quantized import ENCODINGS
+
+# (x rows, weight rows, weight columns as blocks, and for bf16/f16 extra columns): one decode
+# row, a batch of rows, weight-row counts with and without a 4-row tail, one and several blocks.
+CASES = [(1, 7, 3, 5), (3, 13, 2, 0), (2, 4, 1, 17), (1, 130, 4, 31)]
+
+
+def _build():
+    from max.driver import CPU
+    from max.dtype import DType
+    from max.engine import InferenceSession
+    from max.graph import DeviceRef, Graph, TensorType, ops
+
+    cpu = DeviceRef.CPU()
+    inputs = []
+    for e in ALL_ENCODINGS:
+        inputs += [
+            TensorType(DType.float32, (f"m_{e}", f"k_{e}"), cpu),
+            TensorType(DType.uint8, (f"n_{e}", f"b_{e}"), cpu),
+            TensorType(DType.float32, (1, f"n_{e}"), cpu),
+        ]
+    with Graph("quantized_kernels", input_types=inputs, custom_extensions=[kernels.PACKAGE]) as graph:
+        outputs = []
+        for i, e in enumerate(ALL_ENCODINGS):
+            x, w, bias = (v.tensor for v in graph.inputs[3 * i : 3 * i + 3])
+            code = {"encoding": kernels.ENCODING_CODES[e]}
+            out = TensorType(DType.float32, (x.shape[0], w.shape[0]), cpu)
+            for name, args in (("zoo_qrowdot", [x, w]), ("zoo_qrowdot_bias", [x, w, bias]), ("zoo_qrowdot_bias_gelu_tanh", [x, w, bias])):
+                outputs.append(ops.custom(name, device=cpu, values=args, out_types=[out], parameters=code)[0])
+            values = TensorType(DType.float32, (w.shape[0], x.shape[1]), cpu)
+            outputs.append(ops.custom("zoo_dequantize", device=cpu, values=[w], out_types=[values], parameters=code)[0])
+        graph.output(*outputs)
+    return InferenceSession(devices=[CPU()]).load(graph)
+
+
+@pytest.fixture(scope="module")
+def results():
+    """Per case and encoding: (x, weight, bias, [row-dot, + bias, + GELU, dequantized])."""
+    from max.driver import Buffer
+
+    model = _build()
+    rng = np.random.default_rng(0)
+    found = {}
+    for case in CASES:
+        rows, n, blocks, extra = case
+        arrays, made = [], {}
+        for e in ALL_ENCODINGS:
+            values = ENCODINGS[e][0]
+            cols = blocks * (32 if values == 1 else values) + (extra if values == 1 else 0)
+            weight = random_encoded(e, n, cols, rng)
+            x = rng.standard_normal((rows, cols)).astype(np.float32)
+            bias = rng.standard_normal((1, n)).astype(np.float32)
+            made[e] = (x, weight, bias)
+            arrays += [x, weight.data, bias]
+        out = [o.to_numpy() for o in model.execute(*(Buffer.from_numpy(np.ascontiguousarray(a)) for a in arrays))]
+        for i, e in enumerate(ALL_ENCODINGS):
+            found[case, e] = (*made[e], out[4 * i : 4 * i + 4])
+    return found
+
+
+@pytest.mark.parametrize("encoding", ALL_ENCODINGS)
+@pytest.mark.parametrize("case", CASES)
+def test_dequantize_is_the_reference_decoding(results, case, encoding):
+    """Bit for bit the `gguf` package's NumPy decoders (llama.cpp's dequantize_row_*)."""
+    _, weight, _, (_, _, _, values) = results[case, encoding]
+    np.testing.assert_array_equal(values, weight.dequantize())
+
+
+@pytest.mark.parametrize("encoding", ALL_ENCODINGS)
+@pytest.mark.parametrize("case", CASES)
+def test_row_dot_equals_numpy(results, case, encoding):
+    """x @ w.T on the decoded weights, in float32 arithmetic; + bias; + tanh-GELU."""
+    x, weight, bias, (plain, biased, gelu, _) = results[case, encoding]
+    expected = x.astype(np.float64) @ weight.dequantize().T.astype(np.float64)
+    scale = max(1.0, float(np.abs(expected).max()))
+    np.testing.assert_allclose(plain, expected, rtol=0, atol=2e-6 * scale)
+    np.testing.assert_allclose(biased, expected + bias, rtol=0, atol=2e-6 * scale)
+    y = expected + bias
+    reference = 0.5 * y * (1 + np.tanh(np.sqrt(2 / np.pi) * (y + 0.044715 * y**3)))
+    np.testing.assert_allclose(gelu, reference, rtol=0, atol=4e-6 * scale)

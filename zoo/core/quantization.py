@@ -1,0 +1,106 @@
+"""Which weights run encoded (`QuantizedWeight`), and in which encoding.
+
+A model's projections and token embedding can hold their weight encoded
+(`blocks.linear.EncodedWeight`); everything else (norms, biases, position
+embeddings, MoE routers) is always float. `prepare_weights` takes a mapped
+checkpoint and returns what the model will hold: encoded weights where a
+module can hold them (re-encoded with `--quantize TYPE`), float elsewhere.
+
+`--quantize TYPE` follows llama-quantize's choices for a "mostly TYPE"
+model: every projection and the token embedding in TYPE, the output
+projection (or the token embedding, when the two are tied) in q6_k for the
+4- to 6-bit types (q8_0 stays q8_0, bf16 stays bf16), MoE routers float.
+A K-quant needs rows of a multiple of 256 values and the 32-value types a
+multiple of 32; a weight whose rows do not fit takes q8_0 (llama.cpp falls
+back to q5_0/q5_1 there, which zoo does not have), or stays float.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from .checkpoints.quantized import ENCODINGS, QuantizedWeight, StackedRows, as_float32
+from .errors import OptionsError
+
+QUANTIZE_TYPES = ("q8_0", "q4_0", "q4_k", "q5_k", "q6_k", "bf16")
+_KEEP_FLOAT_SUFFIXES = ("router.weight",)
+
+
+def check_quantize(name: str | None) -> None:
+    """`--quantize` must name a type zoo can encode and run."""
+    if name is not None and name not in QUANTIZE_TYPES:
+        raise OptionsError(f"unknown --quantize type {name!r} (choose {', '.join(QUANTIZE_TYPES)})")
+
+
+def output_weight(names: set[str], tied: bool) -> str:
+    """The mapped name of the output projection's weight."""
+    return "embed_tokens.weight" if tied or "lm_head.weight" not in names else "lm_head.weight"
+
+
+def choose_encoding(name: str, columns: int, quantize: str, output: str) -> str | None:
+    """The encoding `--quantize quantize` gives the weight `name` with rows of `columns`
+    values (`output` names the output projection), or None to keep it float."""
+    if name.endswith(_KEEP_FLOAT_SUFFIXES):
+        return None
+    wanted = quantize
+    if name == output and quantize in ("q4_0", "q4_k", "q5_k", "q6_k"):
+        wanted = "q6_k"
+    if columns % ENCODINGS[wanted][0] == 0:
+        return wanted
+    return "q8_0" if columns % ENCODINGS["q8_0"][0] == 0 else None
+
+
+def prepare_weights(
+    mapped: Mapping[str, Any], holders: set[str], *, quantize: str | None, keep_encoded: bool, output: str
+) -> dict[str, Any]:
+    """What the model holds for each mapped weight: encoded (`QuantizedWeight`, or
+    `StackedRows` for fused parts in different encodings) where the weight's module can
+    hold it (`holders`) and encodings are kept (`keep_encoded`), re-encoded whole in the
+    `--quantize` encoding when one is asked; float (NumPy float32 for decoded weights)
+    everywhere else."""
+    prepared: dict[str, Any] = {}
+    for name, tensor in mapped.items():
+        encoded = isinstance(tensor, (QuantizedWeight, StackedRows))
+        if not (keep_encoded and name in holders):
+            prepared[name] = tensor.dequantize() if encoded else tensor
+        elif quantize is None:
+            prepared[name] = tensor
+        else:
+            wanted = choose_encoding(name, int(tensor.shape[1]), quantize, output)
+            if wanted is None:
+                prepared[name] = as_float32(tensor) if encoded else tensor
+            elif isinstance(tensor, QuantizedWeight) and tensor.encoding == wanted:
+                prepared[name] = tensor
+            else:
+                prepared[name] = QuantizedWeight.quantize(as_float32(tensor), wanted)
+    return prepared
+
+
+def bytes_per_token(weights: Mapping[str, Any], *, tied: bool, itemsize: int) -> int:
+    """Weight bytes one decode step reads: every weight as held (float ones at `itemsize`
+    bytes per value), except lookup tables (the token embedding unless it is also the
+    output projection, position embeddings), of which a step reads one row. MoE models
+    count every expert (a step reads only the routed ones)."""
+    total = 0
+    for name, tensor in weights.items():
+        if (name == "embed_tokens.weight" and not tied) or name.startswith("learned_positions."):
+            continue
+        for part in tensor.parts if isinstance(tensor, StackedRows) else (tensor,):
+            if isinstance(part, QuantizedWeight):
+                total += part.nbytes
+            else:
+                total += int(np.prod(tuple(part.shape))) * itemsize
+    return total
+
+
+def describe_encodings(weights: Mapping[str, Any]) -> dict[str, int]:
+    """How many weights (or parts of fused weights) each encoding holds ("float" for the rest)."""
+    counts: dict[str, int] = {}
+    for tensor in weights.values():
+        for part in tensor.parts if isinstance(tensor, StackedRows) else (tensor,):
+            key = part.encoding if isinstance(part, QuantizedWeight) else "float"
+            counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items()))
