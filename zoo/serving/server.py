@@ -1,7 +1,8 @@
 """`python -m zoo.serving.server ARGS...` runs `max serve ARGS...` with two zoo touches.
 
 - Request errors MAX reports only as "Value error." (unknown model name,
-  negative `max_tokens`, ...) get the reason instead, still as HTTP 400.
+  negative `max_tokens`, ...) get the reason instead, still as HTTP 400,
+  and an empty prompt list is a 400 (MAX answers it with a 500).
 - MAX's remote telemetry is off unless `MAX_SERVE_DISABLE_TELEMETRY` is set
   (offline machines otherwise log a connection error every few seconds).
 
@@ -47,6 +48,24 @@ def _install_error_details() -> None:
         return
     make_app = serving.fastapi_app
     serving.fastapi_app = lambda *args, **kwargs: _explain_value_errors(make_app(*args, **kwargs))
+    _refuse_empty_prompt_lists()
+
+
+def _refuse_empty_prompt_lists() -> None:
+    try:
+        from max.pipelines.context.exceptions import InputError
+        from max.serve.router import openai_routes
+    except ImportError:
+        return
+    prompts_of = openai_routes.get_prompts_from_openai_request
+
+    def checked(prompt: Any) -> Any:
+        prompts = prompts_of(prompt)
+        if not prompts:
+            raise InputError("the prompt is empty")
+        return prompts
+
+    openai_routes.get_prompts_from_openai_request = checked
 
 
 def main(argv: list[str] | None = None) -> int:
