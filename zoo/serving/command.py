@@ -3,20 +3,30 @@
 from __future__ import annotations
 
 import importlib.util
+import ipaddress
 import os
+import site
 import socket
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import zoo
 from zoo.core.checkpoints.sources import download
-from zoo.core.errors import ZooError
+from zoo.core.errors import OptionsError, ZooError
 from zoo.core.registry import Registry
 from zoo.core.resolve import resolve_model
 
+from . import DEFAULT_MAX_BATCH_SIZE
+
 ARCHITECTURES_MODULE = "zoo.serving.max_architectures"
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+# `max serve` options that `zoo serve` sets itself: after `--` they would contradict the checked
+# address and the printed endpoint, or the model `zoo serve` resolved.
+_OWN_OPTIONS = ("--host", "--port", "--model-path", "--custom-architectures", "--served-model-name")
+# Requests waiting for a batch seat, per seat, before new ones are turned away with HTTP 429.
+DEFAULT_QUEUE_PER_SLOT = 8
 
 
 @dataclass(frozen=True)
@@ -32,7 +42,8 @@ class ServePlan:
 
     @property
     def endpoint(self) -> str:
-        return f"http://{self.host}:{self.port}/v1"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/v1"
 
     def max_command(self) -> str:
         """The equivalent plain `max serve` command line."""
@@ -48,9 +59,22 @@ def plan_serve(
     device: str = "auto",
     dtype: str | None = None,
     max_length: int | None = None,
+    max_batch_size: int | None = None,
+    max_queue: int | None = None,
     extra: Sequence[str] = (),
 ) -> ServePlan:
-    """Resolves `ref` to a local HF-format checkpoint and builds the `max serve` arguments."""
+    """Resolves `ref` to a local HF-format checkpoint and builds the `max serve` arguments.
+
+    Requests beyond the batch wait in a bounded queue (`max_queue`, by default
+    `DEFAULT_QUEUE_PER_SLOT` per batch seat); when it is full MAX answers HTTP 429.
+    """
+    check_passthrough(extra)
+    if max_batch_size is not None and max_batch_size < 1:
+        raise OptionsError("--max-batch-size must be at least 1")
+    if max_queue is not None and max_queue < 1:
+        raise OptionsError("--max-queue must be at least 1")
+    if max_batch_size is not None and _given(extra, "--max-batch-size"):
+        raise OptionsError("--max-batch-size is given twice (before and after --)")
     resolved = resolve_model(ref, registry)
     source = resolved.source
     if resolved.single_file:
@@ -81,7 +105,40 @@ def plan_serve(
         args += ["--quantization-encoding", dtype]
     if max_length is not None:
         args += ["--max-length", str(max_length)]
+    if not _given(extra, "--max-batch-size"):
+        args += ["--max-batch-size", str(max_batch_size or DEFAULT_MAX_BATCH_SIZE)]
+    try:
+        batch = int(_value(extra, "--max-batch-size") or max_batch_size or DEFAULT_MAX_BATCH_SIZE)
+    except ValueError:
+        raise OptionsError(f"--max-batch-size {_value(extra, '--max-batch-size')!r} is not a number") from None
+    queue = max_queue or DEFAULT_QUEUE_PER_SLOT * batch
+    if not _given(extra, "--max-pending-requests"):
+        args += ["--max-pending-requests", str(queue)]
+    if not _given(extra, "--max-queue-size"):
+        args += ["--max-queue-size", str(queue)]
     return ServePlan(folder, ref, architecture, host, port, (*args, *extra))
+
+
+def check_passthrough(extra: Sequence[str]) -> None:
+    """Refuses `max serve` options after `--` that `zoo serve` sets (and checks) itself."""
+    for option in _OWN_OPTIONS:
+        if _given(extra, option):
+            name = option.lstrip("-")
+            hint = f"use zoo serve's own {option}" if option in ("--host", "--port") else "zoo serve sets it"
+            raise OptionsError(f"{option} after -- is not allowed ({hint}); the {name} zoo serve checks is the one it serves on")
+
+
+def _given(extra: Sequence[str], option: str) -> bool:
+    return any(arg == option or arg.startswith(option + "=") for arg in extra)
+
+
+def _value(extra: Sequence[str], option: str) -> str | None:
+    for index, arg in enumerate(extra):
+        if arg.startswith(option + "="):
+            return arg.split("=", 1)[1]
+        if arg == option and index + 1 < len(extra):
+            return extra[index + 1]
+    return None
 
 
 def check_serving_installed() -> None:
@@ -92,20 +149,49 @@ def check_serving_installed() -> None:
         )
 
 
+def listen_addresses(host: str, port: int) -> list[tuple[int, tuple]]:
+    """(family, socket address) for each address `host` names (IPv4 or IPv6)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as error:
+        raise ZooError(f"cannot listen on {host}: {error.strerror or error}") from None
+    return [(family, address) for family, _, _, _, address in infos]
+
+
 def check_port_free(host: str, port: int) -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+    family, address = listen_addresses(host, port)[0]
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            probe.bind((host, port))
+            probe.bind(address)
         except OSError as error:
             raise ZooError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
+
+
+def is_loopback(host: str, port: int = 0) -> bool:
+    """Whether every address `host` names is a loopback address (this machine only)."""
+    addresses = [address[0] for _, address in listen_addresses(host, port)]
+    return bool(addresses) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses)
+
+
+def server_environment() -> dict[str, str]:
+    """The environment for the server and the workers MAX spawns: the `zoo` package this
+    command runs from comes first on PYTHONPATH unless it is installed in site-packages, so
+    that a process started anywhere imports the same zoo (not another copy, or none)."""
+    env = dict(os.environ)
+    root = str(Path(zoo.__file__).resolve().parents[1])
+    installed = {str(Path(p).resolve()) for p in (*site.getsitepackages(), site.getusersitepackages())}
+    if root not in installed:
+        paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != root]
+        env["PYTHONPATH"] = os.pathsep.join([root, *paths])
+    return env
 
 
 def exec_server(plan: ServePlan) -> None:
     """Replaces this process with the MAX server (so signals reach it directly)."""
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execv(sys.executable, [sys.executable, "-m", "zoo.serving.server", *plan.max_serve_args])
+    os.execve(sys.executable, [sys.executable, "-m", "zoo.serving.server", *plan.max_serve_args], server_environment())
 
 
 def _quote(arg: str) -> str:
