@@ -10,8 +10,10 @@ range of the cache, handed to the graph with no gathering.
 
 `step` runs the new tokens of several sequences: every sequence with one new
 token (decoding) in one graph call, rows between them that are not in the
-step riding along as padding whose results are dropped; a sequence with
-several new tokens (a prompt or a chunk of one) in a call of its own.
+step riding along as padding whose results are dropped; sequences with
+several new tokens (prompts, or chunks of them) in one call per run of
+consecutive slots, right-padded to the longest (new requests that arrive
+together take consecutive slots).
 """
 
 from __future__ import annotations
@@ -114,13 +116,23 @@ class CachePool:
             picked, rows = self._decode([batch[i] for i in singles])
             logits = self._place(logits, singles, rows, len(batch))
             greedy[singles] = picked
-        for i, (key, tokens) in enumerate(batch):
-            if len(tokens) > 1:
-                picked, rows = self._extend(key, tokens)
-                logits = self._place(logits, [i], rows, len(batch))
-                greedy[i] = picked[0]
+        longer = [i for i, (_, tokens) in enumerate(batch) if len(tokens) > 1]
+        for group in self._runs(longer, batch):
+            picked, rows = self._extend([batch[i] for i in group])
+            logits = self._place(logits, group, rows, len(batch))
+            greedy[group] = picked
         assert logits is not None
         return greedy, logits
+
+    def _runs(self, indices: list[int], batch: Sequence[tuple[Hashable, Sequence[int]]]) -> list[list[int]]:
+        """`indices` grouped into runs whose slots follow each other (one call each)."""
+        runs: list[list[int]] = []
+        for i in sorted(indices, key=lambda i: self._slot[batch[i][0]]):
+            if runs and self._slot[batch[i][0]] == self._slot[batch[runs[-1][-1]][0]] + 1:
+                runs[-1].append(i)
+            else:
+                runs.append([i])
+        return runs
 
     @staticmethod
     def _place(logits: np.ndarray | None, at: list[int], rows: np.ndarray, n: int) -> np.ndarray:
@@ -150,11 +162,22 @@ class CachePool:
             return greedy, logits[:, -1]
         return greedy[local], logits[local, -1]
 
-    def _extend(self, key: Hashable, tokens: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-        """One call for one sequence's several new tokens, on its slot alone."""
-        slot = self._slot[key]
-        start = int(self.cache.lengths[slot])
-        ids = np.asarray(tokens, dtype=np.int64)[None, :]
-        positions = np.arange(start, start + ids.shape[1], dtype=np.int64)[None, :]
-        greedy, logits = self.engine.forward(ids, positions, np.ones_like(ids, dtype=bool), self.rows(slot, slot + 1))
+    def _extend(self, batch: Sequence[tuple[Hashable, Sequence[int]]]) -> tuple[np.ndarray, np.ndarray]:
+        """One call for sequences with several new tokens each (prompts, or chunks of them) on
+        consecutive slots; shorter rows are padded on the right and the padding is not stored."""
+        slots = [self._slot[key] for key, _ in batch]
+        counts = np.array([len(tokens) for _, tokens in batch], dtype=np.int64)
+        width = int(counts.max())
+        tokens = np.zeros((len(batch), width), dtype=np.int64)
+        positions = np.zeros((len(batch), width), dtype=np.int64)
+        valid = np.arange(width)[None, :] < counts[:, None]
+        for row, ((_, new), slot) in enumerate(zip(batch, slots)):
+            start = int(self.cache.lengths[slot])
+            tokens[row, : len(new)] = new
+            positions[row, : len(new)] = np.arange(start, start + len(new))
+        last = (np.arange(len(batch)) * width + counts - 1)[:, None]
+        greedy, logits = self.engine.forward(
+            tokens, positions, valid, self.rows(slots[0], slots[-1] + 1), rows=last,
+            counts=None if (counts == width).all() else counts,
+        )
         return greedy, logits[:, -1]
