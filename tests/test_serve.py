@@ -160,6 +160,17 @@ def test_batched_requests_equal_single_requests(gpt2, expected):
     assert re.search(rf"{SLOTS} of {SLOTS} in use", server.log_text())  # the batch was full at some step
 
 
+def test_sampled_requests_share_the_batch_with_greedy_ones(gpt2, expected):
+    """A step with a sampled request goes through MAX's sampler; greedy rows there keep their text."""
+    _, server = gpt2
+    fields = [{}, {"temperature": 0.9, "top_k": 50, "seed": 3}, {}, {"temperature": 0.9, "top_k": 50, "seed": 3}]
+    with ThreadPoolExecutor(len(fields)) as pool:
+        responses = list(pool.map(lambda f: complete(server, PROMPTS[0], **f), fields))
+    texts = [r.json()["choices"][0]["text"] for r in responses]
+    assert texts[0] == texts[2] == expected[PROMPTS[0]]
+    assert texts[1] and texts[1] != expected[PROMPTS[0]]
+
+
 def test_chat_completions_equal_the_api_chat(gpt2, library):
     _, server = gpt2
     import httpx

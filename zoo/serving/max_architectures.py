@@ -19,6 +19,7 @@ from zoo.core.architecture import Architecture
 from zoo.plugins.manager import get_registry
 
 from .arch_config import ZooArchConfig, ZooMemoryPlanner
+from .pipeline import ZooTextGenerationPipeline
 from .pipeline_model import ZooPipelineModel
 from .tokenizer import ZooTokenizer
 from .weights import ZooWeightAdapter
@@ -42,6 +43,7 @@ def supported_architecture(architecture: Architecture) -> Any:
         task=PipelineTask.TEXT_GENERATION,
         config=config,
         memory_planner=ZooMemoryPlanner,
+        pipeline_cls=ZooTextGenerationPipeline,
         multi_gpu_supported=False,
         supports_overlap_scheduler=False,
         supports_device_graph_capture=False,

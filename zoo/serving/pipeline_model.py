@@ -46,6 +46,7 @@ class ZooPipelineModel(PipelineModelWithKVCache[Any, Any, Any]):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.trace = os.environ.get("ZOO_SERVE_TRACE_SLOTS", "") not in ("", "0")
+        self.greedy = np.zeros(0, dtype=np.int64)
         self.engine = Engine(self._load())
         self.pool = CachePool(self.engine, self.max_batch_size, self.max_seq_len)
         self.pool.cache.touch()
@@ -80,7 +81,7 @@ class ZooPipelineModel(PipelineModelWithKVCache[Any, Any, Any]):
     def execute(self, model_inputs: ModelInputs) -> ModelOutputs:
         assert isinstance(model_inputs, ZooInputs)
         batch = [(ctx.request_id, self._new_tokens(ctx)) for ctx in model_inputs.contexts]
-        _, logits = self.pool.step(batch)
+        self.greedy, logits = self.pool.step(batch)  # the graph's argmax, for ZooTextGenerationPipeline
         buffer = Buffer.from_dlpack(np.ascontiguousarray(logits, dtype=np.float32))
         if not self.devices[0].is_host:
             buffer = buffer.to(self.devices[0])
