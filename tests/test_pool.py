@@ -99,3 +99,17 @@ def test_pool_full_decode_dummies_and_bad_ids(tiny):
     single, logits = pool.step([("z", [int(greedy[0])])])
     expected = alone(model, PROMPTS["b"] + [7], 2)
     assert int(single[0]) == expected[1]
+
+
+def test_prefills_on_consecutive_slots_share_a_call_within_a_token_budget(tiny):
+    from zoo.core.runtime.engine import Engine
+    from zoo.core.runtime.pool import PREFILL_TOKENS, CachePool
+
+    _, model = tiny
+    pool = CachePool(Engine(model), slots=4, capacity=8)
+    for key in "abcd":
+        pool.acquire(key)
+    pool.release("b")  # d moves into slot 1: slots are a 0, d 1, c 2
+    batch = [("c", [1] * 10), ("a", [1] * 300), ("d", [1] * 200)]
+    assert PREFILL_TOKENS == 512
+    assert pool._runs([0, 1, 2], batch) == [[1], [2, 0]]  # a alone (2 x 300 > 512); d and c together

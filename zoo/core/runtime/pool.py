@@ -28,6 +28,10 @@ from .engine import Engine
 from .kvcache import KVCache
 
 
+# Padded tokens one prefill call may hold when it runs several sequences.
+PREFILL_TOKENS = 512
+
+
 class PoolFullError(ZooError):
     """Every slot of the pool is taken."""
 
@@ -125,13 +129,19 @@ class CachePool:
         return greedy, logits
 
     def _runs(self, indices: list[int], batch: Sequence[tuple[Hashable, Sequence[int]]]) -> list[list[int]]:
-        """`indices` grouped into runs whose slots follow each other (one call each)."""
+        """`indices` grouped into runs whose slots follow each other (one call each), a run
+        holding at most `PREFILL_TOKENS` padded tokens (or one sequence): the attention
+        scores of one call grow with rows x longest x columns."""
         runs: list[list[int]] = []
         for i in sorted(indices, key=lambda i: self._slot[batch[i][0]]):
-            if runs and self._slot[batch[i][0]] == self._slot[batch[runs[-1][-1]][0]] + 1:
-                runs[-1].append(i)
-            else:
-                runs.append([i])
+            if runs:
+                run = runs[-1]
+                follows = self._slot[batch[i][0]] == self._slot[batch[run[-1]][0]] + 1
+                longest = max(len(batch[j][1]) for j in (*run, i))
+                if follows and (len(run) + 1) * longest <= PREFILL_TOKENS:
+                    run.append(i)
+                    continue
+            runs.append([i])
         return runs
 
     @staticmethod
