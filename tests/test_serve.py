@@ -341,6 +341,8 @@ def test_serving_errors_are_one_line(tmp_path):
     shutil.copytree(STORIES / "hf", folder)
     (folder / "tokenizer.json").write_text("{}")
     assert_one_line_error(zoo("serve", str(folder), "--port", "70000"), "not a TCP port")
+    assert_one_line_error(zoo("serve", str(folder), "--max-length", "513"), "exceeds the model's context length 512")
+    assert_one_line_error(zoo("serve", str(folder), "--max-batch-size", "100000000"), "lower --max-batch-size or --max-length")
     import socket
 
     with socket.socket() as busy:
@@ -361,7 +363,7 @@ def test_the_pool_memory_max_plans_is_what_the_pool_allocates():
     from max.dtype import DType
 
     from zoo.core.runtime.kvcache import KVCache
-    from zoo.serving.arch_config import pool_bytes
+    from zoo.serving.sizing import pool_bytes
     from zoo.architectures.gpt2.config import GPT2Config
 
     config = GPT2Config.from_hf({"architectures": ["GPT2LMHeadModel"], **TINY})

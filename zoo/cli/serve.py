@@ -30,7 +30,7 @@ def serve_command(model: str, host: str, port: int, device: str, dtype: str | No
     except the address and model options, which `zoo serve` sets itself.
     """
     from zoo.serving.command import (
-        check_port_free, check_serving_installed, exec_server, is_loopback, plan_serve,
+        check_memory, check_port_free, check_serving_installed, exec_server, is_loopback, plan_serve,
     )
 
     if max_length is not None and max_length < 1:
@@ -45,7 +45,11 @@ def serve_command(model: str, host: str, port: int, device: str, dtype: str | No
         return
     check_serving_installed()
     check_port_free(host, port)
+    if device != "gpu":
+        check_memory(plan)
     click.echo(f"zoo: serving {model} ({plan.architecture}) at {plan.endpoint} "
                f"(OpenAI-compatible: /v1/completions, /v1/chat/completions; model name {model!r}); Ctrl-C stops", err=True)
+    click.echo(f"zoo: KV cache pool: {plan.describe_cache()}; requests beyond that wait, "
+               "and get HTTP 429 when the queue is full", err=True)
     click.echo(f"zoo: same as: {plan.max_command()}", err=True)
     exec_server(plan)

@@ -5,6 +5,3 @@ it turns every registered zoo architecture (built-in or plugin) into a MAX
 `SupportedArchitecture`. `command` builds and runs that `max serve` command
 for `zoo serve`. Nothing here is imported by `zoo --help` or `zoo list`.
 """
-
-# Requests decoded together when --max-batch-size is not given (MAX's own default on a CPU is 1).
-DEFAULT_MAX_BATCH_SIZE = 8

@@ -19,8 +19,8 @@ from max.pipelines.lib.interfaces.arch_config import ArchConfigWithAttentionKVCa
 
 from zoo.core.config import ModelConfig
 
-from . import DEFAULT_MAX_BATCH_SIZE
 from .registry import zoo_config
+from .sizing import DEFAULT_MAX_BATCH_SIZE, pool_bytes
 
 # The paged cache MAX allocates but zoo never reads, declared tiny (64 bytes a token in float32).
 PAGED_LAYERS, PAGED_KV_HEADS, PAGED_HEAD_DIM = 1, 1, 8
@@ -76,11 +76,6 @@ class ZooArchConfig(ArchConfigWithAttentionKVCache):
             devices=devices,
             data_parallel_degree=pipeline_config.model.data_parallel_degree,
         )
-
-
-def pool_bytes(config: ModelConfig, dtype_bytes: int, slots: int, max_length: int) -> int:
-    """Bytes of the cache pool: keys and values of every layer for slots x max_length tokens."""
-    return 2 * config.n_layers * config.n_kv_heads * config.head_dim * dtype_bytes * slots * max_length
 
 
 class ZooMemoryPlanner(PagedMemoryPlanner):

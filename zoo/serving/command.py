@@ -18,7 +18,7 @@ from zoo.core.errors import OptionsError, ZooError
 from zoo.core.registry import Registry
 from zoo.core.resolve import resolve_model
 
-from . import DEFAULT_MAX_BATCH_SIZE
+from .sizing import DEFAULT_MAX_BATCH_SIZE, describe_bytes, pool_bytes
 
 ARCHITECTURES_MODULE = "zoo.serving.max_architectures"
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
@@ -39,6 +39,12 @@ class ServePlan:
     host: str
     port: int
     max_serve_args: tuple[str, ...]
+    slots: int = DEFAULT_MAX_BATCH_SIZE
+    max_length: int = 0
+    cache_bytes: int = 0  # the cache pool the model worker allocates
+
+    def describe_cache(self) -> str:
+        return f"{self.slots} slots x {self.max_length} tokens = {describe_bytes(self.cache_bytes)}"
 
     @property
     def endpoint(self) -> str:
@@ -103,6 +109,9 @@ def plan_serve(
         args += ["--devices", device]
     if dtype is not None:
         args += ["--quantization-encoding", dtype]
+    context = resolved.config.context_length
+    if max_length is not None and max_length > context:
+        raise OptionsError(f"--max-length {max_length} exceeds the model's context length {context}")
     if max_length is not None:
         args += ["--max-length", str(max_length)]
     if not _given(extra, "--max-batch-size"):
@@ -116,7 +125,25 @@ def plan_serve(
         args += ["--max-pending-requests", str(queue)]
     if not _given(extra, "--max-queue-size"):
         args += ["--max-queue-size", str(queue)]
-    return ServePlan(folder, ref, architecture, host, port, (*args, *extra))
+    length = max_length or context
+    dtype_bytes = 2 if dtype == "bfloat16" or (dtype is None and device == "gpu") else 4
+    cache = pool_bytes(resolved.config, dtype_bytes, batch, length)
+    return ServePlan(folder, ref, architecture, host, port, (*args, *extra), batch, length, cache)
+
+
+def check_memory(plan: ServePlan) -> None:
+    """A one-line error when the weights and the cache pool would not fit in this machine's
+    available memory (MAX would fail at start with a traceback)."""
+    import psutil
+
+    weights = sum(p.stat().st_size for p in plan.model_dir.glob("*.safetensors"))
+    available = psutil.virtual_memory().available
+    if weights + plan.cache_bytes > 0.9 * available:
+        raise OptionsError(
+            f"the KV cache pool ({plan.describe_cache()}) and the weights ({describe_bytes(weights)}) need more "
+            f"than this machine's available memory ({describe_bytes(available)}); "
+            "lower --max-batch-size or --max-length"
+        )
 
 
 def check_passthrough(extra: Sequence[str]) -> None:
