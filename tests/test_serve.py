@@ -268,13 +268,16 @@ def test_a_full_queue_answers_429_and_a_disconnect_frees_the_slot(stories):
         assert response.status_code == 200
         next(response.iter_lines())
     wait_until_free(server, timeout=30)
-    # One slot and a queue of one: a burst of long requests is partly turned away.
+    # One slot and a queue of one: of a burst of long requests, two are held and the rest turned away.
     with ThreadPoolExecutor(12) as pool:
-        answers = list(pool.map(lambda _: complete(server, STORY_PROMPT, max_tokens=300), range(12)))
+        answers = list(pool.map(lambda _: complete(server, STORY_PROMPT, max_tokens=480), range(12)))
     codes = sorted(a.status_code for a in answers)
     assert set(codes) == {200, 429} and codes.count(200) >= 2, codes
     rejected = next(a for a in answers if a.status_code == 429)
-    assert "capacity" in rejected.json()["error"]["message"]
+    assert rejected.json()["error"]["message"] == (
+        "Server is at capacity: 2 requests in progress (1 decoding, 1 waiting); retry later"
+    )
+    assert rejected.headers["retry-after"] == "1"
     wait_until_free(server)
     assert complete(server, STORY_PROMPT, max_tokens=4).status_code == 200
 
@@ -291,10 +294,10 @@ def test_dry_run_prints_the_equivalent_max_serve_command(tmp_path):
     assert result.stdout.split() == [
         "max", "serve", "--model-path", str(folder.resolve()), "--served-model-name", str(folder),
         "--custom-architectures", "zoo.serving.max_architectures", "--host", "127.0.0.1", "--port", "9123",
-        "--max-pending-requests", "32", "--max-queue-size", "32", "--max-batch-size", "4",
+        "--max-batch-size", "4",
     ]
-    default = zoo("serve", str(folder), "--dry-run", "--max-queue", "5")
-    assert "--max-batch-size 8 --max-pending-requests 5 --max-queue-size 5" in default.stdout
+    default = zoo("serve", str(folder), "--dry-run")
+    assert default.stdout.split()[-2:] == ["--max-batch-size", "8"]
     assert default.stderr == ""
 
 
@@ -411,3 +414,37 @@ def test_max_sees_every_zoo_architecture_including_plugins(tmp_path):
     rows = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines()}
     for name in ("GPT2LMHeadModel", "LlamaForCausalLM", "MixtralForCausalLM", "TinyGPTForCausalLM"):
         assert rows[name] == [f"Zoo{name}", name, name]
+
+
+def test_the_admission_limit_counts_requests_until_their_response_ends():
+    import asyncio
+
+    from zoo.serving.admission import AdmissionLimit
+
+    async def scenario() -> tuple[list[int], int]:
+        release = asyncio.Event()
+
+        async def app(scope, receive, send):
+            await release.wait()  # a response still streaming
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+
+        limit = AdmissionLimit(app, 2)
+
+        async def post(method: str = "POST") -> int:
+            sent = []
+
+            async def send(message):
+                sent.append(message)
+
+            await limit({"type": "http", "method": method}, None, send)
+            return sent[0]["status"]
+
+        held = [asyncio.create_task(post()) for _ in range(2)]
+        await asyncio.sleep(0.01)
+        refused = await post()
+        reading = asyncio.create_task(post("GET"))  # not counted
+        release.set()
+        codes = [*(await asyncio.gather(*held)), refused, await reading, await post()]
+        return codes, limit.active
+
+    assert asyncio.run(scenario()) == ([200, 200, 429, 200, 200], 0)

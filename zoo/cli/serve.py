@@ -49,7 +49,7 @@ def serve_command(model: str, host: str, port: int, device: str, dtype: str | No
         check_memory(plan)
     click.echo(f"zoo: serving {model} ({plan.architecture}) at {plan.endpoint} "
                f"(OpenAI-compatible: /v1/completions, /v1/chat/completions; model name {model!r}); Ctrl-C stops", err=True)
-    click.echo(f"zoo: KV cache pool: {plan.describe_cache()}; requests beyond that wait, "
-               "and get HTTP 429 when the queue is full", err=True)
+    click.echo(f"zoo: KV cache pool: {plan.describe_cache()}; up to {plan.queue} more requests wait for a slot, "
+               "the rest get HTTP 429", err=True)
     click.echo(f"zoo: same as: {plan.max_command()}", err=True)
     exec_server(plan)

@@ -42,6 +42,12 @@ class ServePlan:
     slots: int = DEFAULT_MAX_BATCH_SIZE
     max_length: int = 0
     cache_bytes: int = 0  # the cache pool the model worker allocates
+    queue: int = 0  # requests that may wait for a slot; more get HTTP 429
+
+    @property
+    def max_requests(self) -> int:
+        """Requests the server holds at once (decoding or waiting)."""
+        return self.slots + self.queue
 
     def describe_cache(self) -> str:
         return f"{self.slots} slots x {self.max_length} tokens = {describe_bytes(self.cache_bytes)}"
@@ -71,8 +77,8 @@ def plan_serve(
 ) -> ServePlan:
     """Resolves `ref` to a local HF-format checkpoint and builds the `max serve` arguments.
 
-    Requests beyond the batch wait in a bounded queue (`max_queue`, by default
-    `DEFAULT_QUEUE_PER_SLOT` per batch seat); when it is full MAX answers HTTP 429.
+    Requests beyond the batch wait (at most `max_queue`, by default
+    `DEFAULT_QUEUE_PER_SLOT` per slot); beyond that they get HTTP 429 (`admission`).
     """
     check_passthrough(extra)
     if max_batch_size is not None and max_batch_size < 1:
@@ -121,14 +127,10 @@ def plan_serve(
     except ValueError:
         raise OptionsError(f"--max-batch-size {_value(extra, '--max-batch-size')!r} is not a number") from None
     queue = max_queue or DEFAULT_QUEUE_PER_SLOT * batch
-    if not _given(extra, "--max-pending-requests"):
-        args += ["--max-pending-requests", str(queue)]
-    if not _given(extra, "--max-queue-size"):
-        args += ["--max-queue-size", str(queue)]
     length = max_length or context
     dtype_bytes = 2 if dtype == "bfloat16" or (dtype is None and device == "gpu") else 4
     cache = pool_bytes(resolved.config, dtype_bytes, batch, length)
-    return ServePlan(folder, ref, architecture, host, port, (*args, *extra), batch, length, cache)
+    return ServePlan(folder, ref, architecture, host, port, (*args, *extra), batch, length, cache, queue)
 
 
 def check_memory(plan: ServePlan) -> None:
@@ -201,11 +203,14 @@ def is_loopback(host: str, port: int = 0) -> bool:
     return bool(addresses) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses)
 
 
-def server_environment() -> dict[str, str]:
-    """The environment for the server and the workers MAX spawns: the `zoo` package this
-    command runs from comes first on PYTHONPATH unless it is installed in site-packages, so
-    that a process started anywhere imports the same zoo (not another copy, or none)."""
+def server_environment(plan: ServePlan) -> dict[str, str]:
+    """The environment for the server and the workers MAX spawns: the request cap
+    (`admission`), and the `zoo` package this command runs from first on PYTHONPATH unless it
+    is installed in site-packages, so that a process started anywhere imports the same zoo
+    (not another copy, or none)."""
     env = dict(os.environ)
+    env["ZOO_SERVE_MAX_REQUESTS"] = str(plan.max_requests)
+    env["ZOO_SERVE_MAX_REQUESTS_DETAIL"] = f" ({plan.slots} decoding, {plan.queue} waiting)"
     root = str(Path(zoo.__file__).resolve().parents[1])
     installed = {str(Path(p).resolve()) for p in (*site.getsitepackages(), site.getusersitepackages())}
     if root not in installed:
@@ -218,7 +223,7 @@ def exec_server(plan: ServePlan) -> None:
     """Replaces this process with the MAX server (so signals reach it directly)."""
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(sys.executable, [sys.executable, "-m", "zoo.serving.server", *plan.max_serve_args], server_environment())
+    os.execve(sys.executable, [sys.executable, "-m", "zoo.serving.server", *plan.max_serve_args], server_environment(plan))
 
 
 def _quote(arg: str) -> str:
