@@ -13,32 +13,59 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parents[1]
+
 
 @dataclass
 class Server:
-    url: str  # http://127.0.0.1:PORT
+    url: str  # http://127.0.0.1:PORT or http://[::1]:PORT
     model: str  # the served model name
     log: Path
+    pid: int  # the API server process (MAX's model worker is its child)
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
+def free_port(host: str = "127.0.0.1") -> int:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as probe:
+        probe.bind((host, 0))
         return probe.getsockname()[1]
 
 
 @contextmanager
-def zoo_server(model: str, log: Path, *args: str, ready_timeout: float = 1800) -> Iterator[Server]:
-    """Runs `zoo serve MODEL` until the block ends; waits until it answers (a cold start compiles graphs)."""
+def zoo_server(
+    model: str,
+    log: Path,
+    *args: str,
+    host: str = "127.0.0.1",
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    ready_timeout: float = 1800,
+) -> Iterator[Server]:
+    """Runs `zoo serve MODEL` until the block ends; waits until it answers (a cold start compiles graphs).
+
+    With `cwd`, the server starts in that directory, and this checkout's `zoo` is found only
+    through the starting command's own `sys.path` (no PYTHONPATH): MAX's worker processes must
+    still import the same code (`zoo serve` arranges that).
+    """
     import httpx
 
-    port = free_port()
+    port = free_port(host)
+    command = [sys.executable, "-m", "zoo.cli"]
+    environment = {**os.environ, **(env or {})}
+    if cwd is not None:
+        start = f"import sys; sys.path.insert(0, {str(REPO)!r}); from zoo.cli import main; main()"
+        command = [sys.executable, "-c", start]
+        environment.pop("PYTHONPATH", None)
     with log.open("w") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "zoo.cli", "serve", model, "--port", str(port), *args],
+            [*command, "serve", model, "--host", host, "--port", str(port), *args],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            cwd=cwd or REPO, env=environment,
         )
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
     try:
         deadline = time.monotonic() + ready_timeout
         while True:
@@ -52,9 +79,23 @@ def zoo_server(model: str, log: Path, *args: str, ready_timeout: float = 1800) -
             if time.monotonic() > deadline:
                 raise TimeoutError(f"zoo serve not ready after {ready_timeout}s:\n{log.read_text()[-4000:]}")
             time.sleep(1)
-        yield Server(url, model, log)
+        yield Server(url, model, log, process.pid)
     finally:
         _stop(process)
+
+
+def server_rss(pid: int) -> int:
+    """Resident bytes of the server process and all its children."""
+    import psutil
+
+    root = psutil.Process(pid)
+    total = 0
+    for process in [root, *root.children(recursive=True)]:
+        try:
+            total += process.memory_info().rss
+        except psutil.NoSuchProcess:
+            pass
+    return total
 
 
 def _stop(process: subprocess.Popen) -> None:

@@ -19,6 +19,7 @@ from .bench import bench_command, bench_moe_command
 from .catalog import info_command, list_command
 from .common import CONTEXT_SETTINGS
 from .evaluate import perplexity_command
+from .loadtest import loadtest_command
 from .quantize import quantize_command
 from .run import run_command
 from .serve import serve_command
@@ -61,7 +62,7 @@ def cli() -> None:
 
 for _command in (
     list_command, info_command, run_command, perplexity_command, quantize_command, bench_command, bench_moe_command,
-    serve_command, verify_command,
+    serve_command, loadtest_command, verify_command,
 ):
     cli.add_command(_command)
 

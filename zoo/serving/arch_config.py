@@ -1,9 +1,12 @@
-"""The MAX-side config of a zoo architecture: sizes MAX's (unused) paged cache.
+"""The MAX-side config and memory planner of a zoo architecture.
 
 MAX's text pipeline always allocates a paged KV cache from the architecture's
-config. zoo models keep their own per-request caches instead, so the paged
-cache is declared at the smallest shape (one layer, one head): the scheduler
-still accounts tokens per request, but almost no memory goes to it.
+config. zoo models keep their own cache pool instead (`pipeline_model`), so
+the paged cache is declared at the smallest shape (one layer, one head): the
+scheduler still accounts tokens per request, but almost no memory goes to it.
+The pool's memory, `--max-batch-size` x `--max-length` tokens of keys and
+values, is what `ZooMemoryPlanner` reserves when MAX plans memory, so a
+server that would not fit fails at start with MAX's out-of-memory message.
 """
 
 from __future__ import annotations
@@ -11,11 +14,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from max.pipelines.kv_cache.memory_planner import PagedMemoryPlanner
 from max.pipelines.lib.interfaces.arch_config import ArchConfigWithAttentionKVCache
 
 from zoo.core.config import ModelConfig
 
 from .registry import zoo_config
+from .sizing import DEFAULT_MAX_BATCH_SIZE, pool_bytes
 
 # The paged cache MAX allocates but zoo never reads, declared tiny (64 bytes a token in float32).
 PAGED_LAYERS, PAGED_KV_HEADS, PAGED_HEAD_DIM = 1, 1, 8
@@ -71,3 +76,18 @@ class ZooArchConfig(ArchConfigWithAttentionKVCache):
             devices=devices,
             data_parallel_degree=pipeline_config.model.data_parallel_degree,
         )
+
+
+class ZooMemoryPlanner(PagedMemoryPlanner):
+    """MAX's paged planner, with the zoo cache pool reserved up front (as activation memory,
+    which MAX subtracts before it sizes anything else) and a batch of
+    `DEFAULT_MAX_BATCH_SIZE` when none is given."""
+
+    def infer_max_batch_size(self, pipeline_config: Any, devices: list[Any], weights_size: int) -> int:
+        return DEFAULT_MAX_BATCH_SIZE
+
+    def estimate_activation_memory(self, pipeline_config: Any, huggingface_config: Any) -> int:
+        arch = self._config
+        slots = pipeline_config.runtime.max_batch_size or DEFAULT_MAX_BATCH_SIZE
+        config = type(arch).model_config(huggingface_config or arch.huggingface_config)
+        return pool_bytes(config, arch.dtype.size_in_bytes, slots, int(arch.max_seq_len))

@@ -3,20 +3,30 @@
 from __future__ import annotations
 
 import importlib.util
+import ipaddress
 import os
+import site
 import socket
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import zoo
 from zoo.core.checkpoints.sources import download
-from zoo.core.errors import ZooError
+from zoo.core.errors import OptionsError, ZooError
 from zoo.core.registry import Registry
 from zoo.core.resolve import resolve_model
 
+from .sizing import DEFAULT_MAX_BATCH_SIZE, describe_bytes, pool_bytes
+
 ARCHITECTURES_MODULE = "zoo.serving.max_architectures"
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+# `max serve` options that `zoo serve` sets itself: after `--` they would contradict the checked
+# address and the printed endpoint, or the model `zoo serve` resolved.
+_OWN_OPTIONS = ("--host", "--port", "--model-path", "--custom-architectures", "--served-model-name")
+# Requests waiting for a batch seat, per seat, before new ones are turned away with HTTP 429.
+DEFAULT_QUEUE_PER_SLOT = 8
 
 
 @dataclass(frozen=True)
@@ -29,10 +39,23 @@ class ServePlan:
     host: str
     port: int
     max_serve_args: tuple[str, ...]
+    slots: int = DEFAULT_MAX_BATCH_SIZE
+    max_length: int = 0
+    cache_bytes: int = 0  # the cache pool the model worker allocates
+    queue: int = 0  # requests that may wait for a slot; more get HTTP 429
+
+    @property
+    def max_requests(self) -> int:
+        """Requests the server holds at once (decoding or waiting)."""
+        return self.slots + self.queue
+
+    def describe_cache(self) -> str:
+        return f"{self.slots} slots x {self.max_length} tokens = {describe_bytes(self.cache_bytes)}"
 
     @property
     def endpoint(self) -> str:
-        return f"http://{self.host}:{self.port}/v1"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/v1"
 
     def max_command(self) -> str:
         """The equivalent plain `max serve` command line."""
@@ -48,9 +71,22 @@ def plan_serve(
     device: str = "auto",
     dtype: str | None = None,
     max_length: int | None = None,
+    max_batch_size: int | None = None,
+    max_queue: int | None = None,
     extra: Sequence[str] = (),
 ) -> ServePlan:
-    """Resolves `ref` to a local HF-format checkpoint and builds the `max serve` arguments."""
+    """Resolves `ref` to a local HF-format checkpoint and builds the `max serve` arguments.
+
+    Requests beyond the batch wait (at most `max_queue`, by default
+    `DEFAULT_QUEUE_PER_SLOT` per slot); beyond that they get HTTP 429 (`admission`).
+    """
+    check_passthrough(extra)
+    if max_batch_size is not None and max_batch_size < 1:
+        raise OptionsError("--max-batch-size must be at least 1")
+    if max_queue is not None and max_queue < 1:
+        raise OptionsError("--max-queue must be at least 1")
+    if max_batch_size is not None and _given(extra, "--max-batch-size"):
+        raise OptionsError("--max-batch-size is given twice (before and after --)")
     resolved = resolve_model(ref, registry)
     source = resolved.source
     if resolved.single_file:
@@ -79,9 +115,59 @@ def plan_serve(
         args += ["--devices", device]
     if dtype is not None:
         args += ["--quantization-encoding", dtype]
+    context = resolved.config.context_length
+    if max_length is not None and max_length > context:
+        raise OptionsError(f"--max-length {max_length} exceeds the model's context length {context}")
     if max_length is not None:
         args += ["--max-length", str(max_length)]
-    return ServePlan(folder, ref, architecture, host, port, (*args, *extra))
+    if not _given(extra, "--max-batch-size"):
+        args += ["--max-batch-size", str(max_batch_size or DEFAULT_MAX_BATCH_SIZE)]
+    try:
+        batch = int(_value(extra, "--max-batch-size") or max_batch_size or DEFAULT_MAX_BATCH_SIZE)
+    except ValueError:
+        raise OptionsError(f"--max-batch-size {_value(extra, '--max-batch-size')!r} is not a number") from None
+    queue = max_queue or DEFAULT_QUEUE_PER_SLOT * batch
+    length = max_length or context
+    dtype_bytes = 2 if dtype == "bfloat16" or (dtype is None and device == "gpu") else 4
+    cache = pool_bytes(resolved.config, dtype_bytes, batch, length)
+    return ServePlan(folder, ref, architecture, host, port, (*args, *extra), batch, length, cache, queue)
+
+
+def check_memory(plan: ServePlan) -> None:
+    """A one-line error when the weights and the cache pool would not fit in this machine's
+    available memory (MAX would fail at start with a traceback)."""
+    import psutil
+
+    weights = sum(p.stat().st_size for p in plan.model_dir.glob("*.safetensors"))
+    available = psutil.virtual_memory().available
+    if weights + plan.cache_bytes > 0.9 * available:
+        raise OptionsError(
+            f"the KV cache pool ({plan.describe_cache()}) and the weights ({describe_bytes(weights)}) need more "
+            f"than this machine's available memory ({describe_bytes(available)}); "
+            "lower --max-batch-size or --max-length"
+        )
+
+
+def check_passthrough(extra: Sequence[str]) -> None:
+    """Refuses `max serve` options after `--` that `zoo serve` sets (and checks) itself."""
+    for option in _OWN_OPTIONS:
+        if _given(extra, option):
+            name = option.lstrip("-")
+            hint = f"use zoo serve's own {option}" if option in ("--host", "--port") else "zoo serve sets it"
+            raise OptionsError(f"{option} after -- is not allowed ({hint}); the {name} zoo serve checks is the one it serves on")
+
+
+def _given(extra: Sequence[str], option: str) -> bool:
+    return any(arg == option or arg.startswith(option + "=") for arg in extra)
+
+
+def _value(extra: Sequence[str], option: str) -> str | None:
+    for index, arg in enumerate(extra):
+        if arg.startswith(option + "="):
+            return arg.split("=", 1)[1]
+        if arg == option and index + 1 < len(extra):
+            return extra[index + 1]
+    return None
 
 
 def check_serving_installed() -> None:
@@ -92,20 +178,52 @@ def check_serving_installed() -> None:
         )
 
 
+def listen_addresses(host: str, port: int) -> list[tuple[int, tuple]]:
+    """(family, socket address) for each address `host` names (IPv4 or IPv6)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as error:
+        raise ZooError(f"cannot listen on {host}: {error.strerror or error}") from None
+    return [(family, address) for family, _, _, _, address in infos]
+
+
 def check_port_free(host: str, port: int) -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+    family, address = listen_addresses(host, port)[0]
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            probe.bind((host, port))
+            probe.bind(address)
         except OSError as error:
             raise ZooError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
+
+
+def is_loopback(host: str, port: int = 0) -> bool:
+    """Whether every address `host` names is a loopback address (this machine only)."""
+    addresses = [address[0] for _, address in listen_addresses(host, port)]
+    return bool(addresses) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses)
+
+
+def server_environment(plan: ServePlan) -> dict[str, str]:
+    """The environment for the server and the workers MAX spawns: the request cap
+    (`admission`), and the `zoo` package this command runs from first on PYTHONPATH unless it
+    is installed in site-packages, so that a process started anywhere imports the same zoo
+    (not another copy, or none)."""
+    env = dict(os.environ)
+    env["ZOO_SERVE_MAX_REQUESTS"] = str(plan.max_requests)
+    env["ZOO_SERVE_MAX_REQUESTS_DETAIL"] = f" ({plan.slots} decoding, {plan.queue} waiting)"
+    root = str(Path(zoo.__file__).resolve().parents[1])
+    installed = {str(Path(p).resolve()) for p in (*site.getsitepackages(), site.getusersitepackages())}
+    if root not in installed:
+        paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != root]
+        env["PYTHONPATH"] = os.pathsep.join([root, *paths])
+    return env
 
 
 def exec_server(plan: ServePlan) -> None:
     """Replaces this process with the MAX server (so signals reach it directly)."""
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execv(sys.executable, [sys.executable, "-m", "zoo.serving.server", *plan.max_serve_args])
+    os.execve(sys.executable, [sys.executable, "-m", "zoo.serving.server", *plan.max_serve_args], server_environment(plan))
 
 
 def _quote(arg: str) -> str:

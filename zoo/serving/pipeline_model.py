@@ -2,15 +2,19 @@
 
 MAX's text pipeline tokenizes, schedules, samples and streams; each step it
 asks the pipeline model for next-token logits of a batch of requests. Here
-that step is the zoo engine: every request owns a zoo KV cache (created on
-its first step, dropped when MAX releases the request), and its new tokens
-(the prompt, possibly in chunks, then one token per step) run through the
-same compiled zoo graph that `zoo run` uses. Weights come through MAX's
-loader and the architecture's zoo mapper (the weight adapter).
+that step runs on a zoo `CachePool`: one KV cache of `--max-batch-size`
+slots x `--max-length` tokens, allocated (and touched) once when the model
+loads. A request takes a slot at its first step and gives it back when MAX
+releases it (completion, cancellation, client disconnect, preemption); its
+prompt (possibly in chunks) runs on its slot alone, and every request that
+decodes in a step shares one graph call, whatever length each has reached.
+Weights come through MAX's loader and the architecture's zoo mapper (the
+weight adapter).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -19,9 +23,9 @@ import numpy as np
 from max.driver import Buffer
 from max.pipelines.lib.interfaces.pipeline_model import ModelInputs, ModelOutputs, PipelineModelWithKVCache
 
-from zoo.core.runtime.engine import Engine
-from zoo.core.runtime.kvcache import KVCache
 from zoo.core.loader import LoadedModel, compile_mapped, describe_device, log
+from zoo.core.runtime.engine import Engine
+from zoo.core.runtime.pool import CachePool
 
 from .arch_config import ZooArchConfig
 from .registry import zoo_architecture, zoo_config
@@ -41,8 +45,15 @@ class ZooPipelineModel(PipelineModelWithKVCache[Any, Any, Any]):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._caches: dict[Any, KVCache] = {}
+        self.trace = os.environ.get("ZOO_SERVE_TRACE_SLOTS", "") not in ("", "0")
+        self.greedy = np.zeros(0, dtype=np.int64)
         self.engine = Engine(self._load())
+        self.pool = CachePool(self.engine, self.max_batch_size, self.max_seq_len)
+        self.pool.cache.touch()
+        log(
+            f"KV cache pool: {self.max_batch_size} slots x {self.max_seq_len} tokens = "
+            f"{self.pool.nbytes / 2**20:.0f} MiB, allocated once"
+        )
 
     @property
     def architecture_name(self) -> str:
@@ -69,24 +80,27 @@ class ZooPipelineModel(PipelineModelWithKVCache[Any, Any, Any]):
 
     def execute(self, model_inputs: ModelInputs) -> ModelOutputs:
         assert isinstance(model_inputs, ZooInputs)
-        rows = [self._step(ctx) for ctx in model_inputs.contexts]
-        logits = Buffer.from_numpy(np.ascontiguousarray(np.stack(rows).astype(np.float32)))
+        batch = [(ctx.request_id, self._new_tokens(ctx)) for ctx in model_inputs.contexts]
+        self.greedy, logits = self.pool.step(batch)  # the graph's argmax, for ZooTextGenerationPipeline
+        buffer = Buffer.from_dlpack(np.ascontiguousarray(logits, dtype=np.float32))
         if not self.devices[0].is_host:
-            logits = logits.to(self.devices[0])
-        return ModelOutputs(logits=logits, next_token_logits=logits)
+            buffer = buffer.to(self.devices[0])
+        return ModelOutputs(logits=buffer, next_token_logits=buffer)
 
-    def _step(self, ctx: Any) -> np.ndarray:
-        """Feeds the request's tokens not yet in its cache; returns its next-token logits."""
-        end = ctx.tokens.current_position
-        cache = self._caches.get(ctx.request_id)
-        if cache is None or cache.filled >= end:  # new request (or MAX rewound it): start over
-            capacity = max(min(int(ctx.max_length), self.max_seq_len), end)
-            cache = self.engine.new_cache(1, capacity)
-            self._caches[ctx.request_id] = cache
-        tokens = np.asarray(ctx.tokens.all[cache.filled : end])
-        _, logits = self.engine.extend(tokens.tolist(), cache)
-        return logits
+    def _new_tokens(self, ctx: Any) -> list[int]:
+        """The request's tokens its slot does not hold yet (taking a slot at its first step)."""
+        key, end = ctx.request_id, ctx.tokens.current_position
+        if key not in self.pool:
+            self.pool.acquire(key)
+            if self.trace:
+                log(f"slot taken by {key}; {self.pool.used} of {self.pool.slots} in use")
+        elif self.pool.length(key) >= end:  # MAX rewound the request: start over
+            self.pool.reset(key)
+        return ctx.tokens.all[self.pool.length(key) : end].tolist()
 
     def release(self, request_id: Any) -> None:
-        """Frees a finished request's cache."""
-        self._caches.pop(request_id, None)
+        """Gives the finished (or cancelled) request's slot back to the pool."""
+        if request_id in self.pool:
+            self.pool.release(request_id)
+            if self.trace:
+                log(f"slot given back by {request_id}; {self.pool.used} of {self.pool.slots} in use")

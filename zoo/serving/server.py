@@ -1,7 +1,10 @@
-"""`python -m zoo.serving.server ARGS...` runs `max serve ARGS...` with two zoo touches.
+"""`python -m zoo.serving.server ARGS...` runs `max serve ARGS...` with a few zoo touches.
 
 - Request errors MAX reports only as "Value error." (unknown model name,
-  negative `max_tokens`, ...) get the reason instead, still as HTTP 400.
+  negative `max_tokens`, ...) get the reason instead, still as HTTP 400,
+  and an empty prompt list is a 400 (MAX answers it with a 500).
+- With `ZOO_SERVE_MAX_REQUESTS=N` (set by `zoo serve`), requests beyond N in
+  progress get HTTP 429 at once (`admission`).
 - MAX's remote telemetry is off unless `MAX_SERVE_DISABLE_TELEMETRY` is set
   (offline machines otherwise log a connection error every few seconds).
 
@@ -46,7 +49,34 @@ def _install_error_details() -> None:
     except ImportError:  # another MAX layout: serve with MAX's messages
         return
     make_app = serving.fastapi_app
-    serving.fastapi_app = lambda *args, **kwargs: _explain_value_errors(make_app(*args, **kwargs))
+    serving.fastapi_app = lambda *args, **kwargs: _limit_admission(_explain_value_errors(make_app(*args, **kwargs)))
+    _refuse_empty_prompt_lists()
+
+
+def _limit_admission(app: Any) -> Any:
+    from .admission import LIMIT_VARIABLE, AdmissionLimit
+
+    limit = os.environ.get(LIMIT_VARIABLE, "")
+    if limit.isdigit() and int(limit) > 0:
+        app.add_middleware(AdmissionLimit, limit=int(limit), detail=os.environ.get(LIMIT_VARIABLE + "_DETAIL", ""))
+    return app
+
+
+def _refuse_empty_prompt_lists() -> None:
+    try:
+        from max.pipelines.context.exceptions import InputError
+        from max.serve.router import openai_routes
+    except ImportError:
+        return
+    prompts_of = openai_routes.get_prompts_from_openai_request
+
+    def checked(prompt: Any) -> Any:
+        prompts = prompts_of(prompt)
+        if not prompts:
+            raise InputError("the prompt is empty")
+        return prompts
+
+    openai_routes.get_prompts_from_openai_request = checked
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -75,14 +75,18 @@ def download(repo_id: str) -> Path:
     """Fetches a hub checkpoint into the standard HF cache (or finds it there).
 
     Honours `HF_HUB_OFFLINE=1` and an already-filled cache; shows the hub's
-    progress bars on stderr.
+    progress bars on stderr. When the hub cannot be reached, only the cache
+    is used (at once, instead of the hub client's retries).
     """
     from huggingface_hub import snapshot_download
 
+    local = not hub_reachable()
     try:
-        folder = Path(snapshot_download(repo_id, allow_patterns=_HUB_PATTERNS))
+        folder = Path(snapshot_download(repo_id, allow_patterns=_HUB_PATTERNS, local_files_only=local))
         if not any(folder.glob("*.safetensors")):
-            folder = Path(snapshot_download(repo_id, allow_patterns=_HUB_PATTERNS + _HUB_FALLBACK_PATTERNS))
+            folder = Path(
+                snapshot_download(repo_id, allow_patterns=_HUB_PATTERNS + _HUB_FALLBACK_PATTERNS, local_files_only=local)
+            )
     except Exception as error:
         raise DownloadError(_download_failure(repo_id, error)) from None
     return folder
@@ -93,14 +97,45 @@ def download_file(repo_id: str, filename: str) -> Path:
     from huggingface_hub import hf_hub_download
 
     try:
-        return Path(hf_hub_download(repo_id, filename))
+        return Path(hf_hub_download(repo_id, filename, local_files_only=not hub_reachable()))
     except Exception as error:
         raise DownloadError(_download_failure(f"{repo_id}/{filename}", error)) from None
 
 
+_REACHABLE: dict[str, bool] = {}
+HUB_PROBE_SECONDS = 3.0
+
+
+def hub_reachable() -> bool:
+    """Whether a TCP connection to the hub's endpoint opens within a few seconds (asked once
+    per process; False when HF_HUB_OFFLINE is set, True behind a proxy). Without it the hub
+    client retries an unreachable hub for about 25 s before it looks in the cache."""
+    import socket
+    from urllib.parse import urlsplit
+
+    if _offline():
+        return False
+    if any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")):
+        return True  # the hub is reached through a proxy: a direct probe says nothing
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    if endpoint not in _REACHABLE:
+        parts = urlsplit(endpoint)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            with socket.create_connection((parts.hostname or "", port), timeout=HUB_PROBE_SECONDS):
+                _REACHABLE[endpoint] = True
+        except OSError:
+            _REACHABLE[endpoint] = False
+    return _REACHABLE[endpoint]
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+
+
 def _download_failure(repo_id: str, error: Exception) -> str:
     name = type(error).__name__
-    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+    offline = _offline()
     if name in ("RepositoryNotFoundError", "GatedRepoError"):
         return f"cannot download {repo_id!r}: the hub has no such public repository (or it is gated: log in with `hf auth login`)"
     if offline:

@@ -110,13 +110,20 @@ class Engine:
         return cache.views
 
     def forward(
-        self, tokens: np.ndarray, positions: np.ndarray, valid: np.ndarray, cache: KVCache, rows: np.ndarray | None = None
+        self,
+        tokens: np.ndarray,
+        positions: np.ndarray,
+        valid: np.ndarray,
+        cache: KVCache,
+        rows: np.ndarray | None = None,
+        counts: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """One graph call for `tokens` (B, S) at `positions` (`valid`: not padding); writes the
-        new keys/values into `cache`. Returns the greedy tokens (B,) and the logits of the
+        new keys/values into `cache` after each row's written columns (only each row's first
+        `counts[b]` when given). Returns the greedy tokens (B,) and the logits of the
         positions `rows` (B, R) names (default: each row's last), (B, R, V)."""
         device = self.model.device
-        if rows is None and crosses_rope_switch(self.config, cache, positions, valid):
+        if rows is None and counts is None and crosses_rope_switch(self.config, cache, positions, valid):
             # LongRoPE: the cached keys rotated on the short frequencies; run the whole
             # sequence again, as transformers recomputes its cache at the switch.
             past_tokens, past_positions, past_valid = cache.rewind()
@@ -129,7 +136,7 @@ class Engine:
         masks = attention_masks(self.config, cache, positions, valid)
         inputs = [to_buffer(a, device) for a in (tokens, positions, rows, *masks)]
         greedy, logits, *new = self.model.graph.run(*inputs, *self._past(cache))
-        cache.write([_to_host(t) for t in new], positions, valid, tokens)
+        cache.write([_to_host(t) for t in new], positions, valid, counts, tokens if counts is None else None)
         return _to_host(greedy).to_numpy().reshape(-1), _to_host(logits).to_numpy()
 
     def score(self, tokens: Sequence[int]) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +20,9 @@ class KVCache:
     Held as torch tensors (torch has bfloat16) and handed to MAX through
     DLPack, which on the CPU shares the memory instead of copying it. Each
     slot also records its token's position and whether it holds a real token
-    (not padding), from which the engine builds the attention masks.
+    (not padding), from which the engine builds the attention masks. Each row
+    fills its own columns in order (`lengths`); a generation batch fills all
+    rows together, a pool of serving slots (`CachePool`) each row on its own.
     """
 
     def __init__(self, config: ModelConfig, dtype: DType, batch: int, capacity: int) -> None:
@@ -31,12 +34,9 @@ class KVCache:
         heads, dim = config.n_kv_heads, config.head_dim
         self.keys = [_zeros((batch, heads, dim, capacity), torch_dtype) for _ in range(config.n_layers)]
         self.values = [_zeros((batch, heads, capacity, dim), torch_dtype) for _ in range(config.n_layers)]
-        # Before the first write the graph gets one zero slot, masked out: a
-        # zero-length past would make matmuls with an empty inner dimension.
-        self.placeholder = [_zeros((batch, heads, dim, 1), torch_dtype), _zeros((batch, heads, 1, dim), torch_dtype)]
         self.batch = batch
-        self.filled = 0
         self.capacity = capacity
+        self.lengths = np.zeros(batch, dtype=np.int64)  # columns written, per row
         self.positions = np.zeros((batch, capacity), dtype=np.int64)
         self.valid = np.zeros((batch, capacity), dtype=bool)
         self.tokens = np.zeros((batch, capacity), dtype=np.int64)
@@ -45,17 +45,46 @@ class KVCache:
         self._numpy = None
         if torch_dtype == torch.float32:
             self._numpy = ([t.numpy() for t in self.keys], [t.numpy() for t in self.values])
+        self._placeholder: list[Any] | None = None
         self.views: list[Any] | None = None  # MAX buffers sharing this memory (host only; see Engine)
+
+    @property
+    def filled(self) -> int:
+        """Columns written in the fullest row (in a generation batch, every row's)."""
+        return int(self.lengths.max()) if self.batch else 0
 
     @property
     def columns(self) -> int:
         """Cache columns the graph sees: the whole capacity, or the one placeholder slot."""
         return self.capacity if self.filled else 1
 
+    def rows(self, start: int, stop: int) -> KVCache:
+        """Rows [start, stop) as a cache of their own that shares this one's memory
+        (keys, values, positions, validity and lengths): writes through either show in both."""
+        view = copy.copy(self)
+        view.keys = [t[start:stop] for t in self.keys]
+        view.values = [t[start:stop] for t in self.values]
+        view.batch = stop - start
+        view.lengths = self.lengths[start:stop]
+        view.positions = self.positions[start:stop]
+        view.valid = self.valid[start:stop]
+        view.tokens = self.tokens[start:stop]
+        if self._numpy is not None:
+            view._numpy = ([a[start:stop] for a in self._numpy[0]], [a[start:stop] for a in self._numpy[1]])
+        view._placeholder = None
+        view.views = None
+        return view
+
     def past(self) -> list[Any]:
         """The whole cache, k0, v0, k1, v1, ... (one masked placeholder slot before the first write)."""
         if self.filled == 0:
-            return self.placeholder * len(self.keys)
+            if self._placeholder is None:
+                torch_dtype = self.keys[0].dtype
+                (_, heads, dim, _) = self.keys[0].shape
+                self._placeholder = [
+                    _zeros((self.batch, heads, dim, 1), torch_dtype), _zeros((self.batch, heads, 1, dim), torch_dtype)
+                ]
+            return self._placeholder * len(self.keys)
         return [t for pair in zip(self.keys, self.values) for t in pair]
 
     def slot_positions(self) -> tuple[np.ndarray, np.ndarray]:
@@ -64,30 +93,89 @@ class KVCache:
             return np.zeros((self.batch, 1), dtype=np.int64), np.zeros((self.batch, 1), dtype=bool)
         return self.positions, self.valid
 
-    def write(self, new: Sequence[Any], positions: np.ndarray, valid: np.ndarray, tokens: np.ndarray | None = None) -> None:
-        """Stores the graph's new k0, v0, k1, v1, ..., each (B, S, Hkv, D), after the filled
-        slots, with the tokens' positions and validity (B, S) and the token ids."""
-        start = self.filled
-        end = start + int(new[0].shape[1])
+    def touch(self) -> None:
+        """Writes every page of the keys and values now, so that the memory is taken at once
+        rather than as columns fill (a pool allocated once should not grow as it is used)."""
+        if self._numpy is not None:
+            for array in (*self._numpy[0], *self._numpy[1]):
+                array.fill(0)
+            return
+        for tensor in (*self.keys, *self.values):
+            tensor.zero_()
+
+    def clear(self, row: int) -> None:
+        """Forgets what `row` holds (its columns count as unwritten again)."""
+        self.lengths[row] = 0
+        self.valid[row] = False
+
+    def copy_row(self, source: int, target: int) -> None:
+        """Moves what row `source` holds into row `target` (written columns only)."""
+        end = int(self.lengths[source])
+        keys_list, values_list = self._numpy if self._numpy is not None else (self.keys, self.values)
+        for keys, values in zip(keys_list, values_list):
+            keys[target, ..., :end] = keys[source, ..., :end]
+            values[target, :, :end] = values[source, :, :end]
+        self.positions[target] = self.positions[source]
+        self.valid[target] = self.valid[source]
+        self.lengths[target] = end
+
+    def write(
+        self,
+        new: Sequence[Any],
+        positions: np.ndarray,
+        valid: np.ndarray,
+        counts: np.ndarray | None = None,
+        tokens: np.ndarray | None = None,
+    ) -> None:
+        """Stores the graph's new k0, v0, k1, v1, ..., each (B, S, Hkv, D), with the tokens'
+        positions and validity (B, S), after each row's written columns. `counts` (B,) keeps
+        only each row's first counts[b] tokens (right padding, or 0 for a row not in the
+        call); by default all S. `tokens` (B, S), given when every row writes all S, are
+        kept for `rewind`."""
+        batch, seqlen = positions.shape
         if self._numpy is not None:
             convert, permute, (keys, values) = np.from_dlpack, np.transpose, self._numpy
         else:
             import torch
 
             convert, permute, keys, values = torch.from_dlpack, torch.permute, self.keys, self.values
-        for layer, (k, v) in enumerate(zip(new[0::2], new[1::2])):
-            keys[layer][..., start:end] = permute(convert(k), (0, 2, 3, 1))
-            values[layer][:, :, start:end] = permute(convert(v), (0, 2, 1, 3))
-        self.positions[:, start:end] = positions
-        self.valid[:, start:end] = valid
-        if tokens is not None:
-            self.tokens[:, start:end] = tokens
-        self.filled = end
+        starts = self.lengths.copy()
+        if counts is None and (batch == 1 or (starts == starts[0]).all()):
+            start, end = int(starts[0]), int(starts[0]) + seqlen  # every row at the same columns
+            for layer, (k, v) in enumerate(zip(new[0::2], new[1::2])):
+                keys[layer][..., start:end] = permute(convert(k), (0, 2, 3, 1))
+                values[layer][:, :, start:end] = permute(convert(v), (0, 2, 1, 3))
+            self.positions[:, start:end] = positions
+            self.valid[:, start:end] = valid
+            if tokens is not None:
+                self.tokens[:, start:end] = tokens
+            self.lengths[:] = end
+            return
+        counts = np.full(batch, seqlen, dtype=np.int64) if counts is None else np.asarray(counts, dtype=np.int64)
+        if seqlen == 1:  # one column per row, each at its own place
+            rows = np.flatnonzero(counts)
+            cols = starts[rows]
+            for layer, (k, v) in enumerate(zip(new[0::2], new[1::2])):
+                keys[layer][rows, :, :, cols] = convert(k)[rows, 0]
+                values[layer][rows, :, cols, :] = convert(v)[rows, 0]
+            self.positions[rows, cols] = positions[rows, 0]
+            self.valid[rows, cols] = valid[rows, 0]
+            self.lengths[rows] += 1
+            return
+        for row in np.flatnonzero(counts):
+            start, n = int(starts[row]), int(counts[row])
+            for layer, (k, v) in enumerate(zip(new[0::2], new[1::2])):
+                keys[layer][row, ..., start : start + n] = permute(convert(k)[row, :n], (1, 2, 0))
+                values[layer][row, :, start : start + n] = permute(convert(v)[row, :n], (1, 0, 2))
+            self.positions[row, start : start + n] = positions[row, :n]
+            self.valid[row, start : start + n] = valid[row, :n]
+            self.lengths[row] = start + n
 
     def rewind(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Empties the cache; returns the (tokens, positions, valid) it held, (B, filled) each,
-        for the engine to run again."""
-        end, self.filled = self.filled, 0
+        """Empties a generation batch's cache (every row at the same length); returns the
+        (tokens, positions, valid) it held, (B, filled) each, for the engine to run again."""
+        end = self.filled
+        self.lengths[:] = 0
         return self.tokens[:, :end].copy(), self.positions[:, :end].copy(), self.valid[:, :end].copy()
 
 
