@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .architecture import Architecture, Checkpoint
+from .architecture import Architecture, Checkpoint, call_plugin, resolve
 from .checkpoints.tokenizer import Tokenizer
 from .config import ModelConfig
-from .errors import OptionsError, TokenizerError, WeightsError
+from .errors import OptionsError, PluginError, TokenizerError, WeightsError, ZooError, describe_failure
 from .registry import Registry
 from .resolve import ResolvedModel, make_config, read_checkpoint, resolve_model
 
@@ -98,9 +98,12 @@ def compile_prepared(prepared: PreparedModel, *, device: str = "auto", dtype: st
     max_device = pick_device(device)
     max_dtype = pick_dtype(dtype, max_device)
     architecture = resolved.architecture
-    if verbose:
-        log(f"{architecture.name} from {checkpoint.source} on {describe_device(max_device)}, {max_dtype.name}; compiling...")
-    graph, seconds = compile_model(architecture, prepared.config, dict(checkpoint.tensors), max_device, max_dtype)
+
+    def announce() -> None:
+        if verbose:
+            log(f"{architecture.name} from {checkpoint.source} on {describe_device(max_device)}, {max_dtype.name}; compiling...")
+
+    graph, seconds = compile_model(architecture, prepared.config, dict(checkpoint.tensors), max_device, max_dtype, announce)
     if verbose:
         log(f"compiled in {seconds:.1f}s")
     return LoadedModel(
@@ -127,19 +130,23 @@ def load_model(
 def check_weights(expected: Mapping[str, tuple[int, ...]], mapped: Mapping[str, Any]) -> None:
     """Raises one WeightsError naming missing, unexpected, mis-shaped and non-float tensors."""
     missing = sorted(set(expected) - set(mapped))
-    unexpected = sorted(set(mapped) - set(expected))
+    unexpected = sorted(str(name) for name in set(mapped) - set(expected))
+    common = set(expected) & set(mapped)
+    not_tensor = sorted(f"{name} ({type(mapped[name]).__name__})" for name in common if _shape(mapped[name]) is None)
     misshaped = sorted(
-        f"{name} {tuple(mapped[name].shape)} != {expected[name]}"
-        for name in set(expected) & set(mapped)
-        if tuple(mapped[name].shape) != expected[name]
+        f"{name} {_shape(mapped[name])} != {expected[name]}"
+        for name in common
+        if _shape(mapped[name]) not in (None, expected[name])
     )
     not_float = sorted(
         f"{name} ({getattr(mapped[name], 'dtype', type(mapped[name]).__name__)})"
-        for name in set(expected) & set(mapped)
-        if not _is_float(mapped[name])
+        for name in common
+        if _shape(mapped[name]) is not None and not _is_float(mapped[name])
     )
     problems = []
-    for label, names in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped), ("not floating point", not_float)):
+    labelled = (("missing", missing), ("unexpected", unexpected), ("not tensors", not_tensor), ("mis-shaped", misshaped),
+                ("not floating point", not_float))
+    for label, names in labelled:
         if names:
             shown = ", ".join(names[:6]) + (f" (+{len(names) - 6} more)" if len(names) > 6 else "")
             problems.append(f"{label}: {shown}")
@@ -147,9 +154,22 @@ def check_weights(expected: Mapping[str, tuple[int, ...]], mapped: Mapping[str, 
         raise WeightsError("checkpoint does not fit the model: " + "; ".join(problems))
 
 
+def _shape(tensor: Any) -> tuple[int, ...] | None:
+    """A tensor's shape, or None for something that is not an array."""
+    try:
+        return tuple(int(d) for d in tensor.shape)
+    except (AttributeError, TypeError, ValueError):
+        return None
+
+
 def _is_float(tensor: Any) -> bool:
+    """Floating point, or a quantized weight (`QuantizedWeight`), which stands for floats."""
     import torch
 
+    from .checkpoints.quantized import QuantizedWeight
+
+    if isinstance(tensor, QuantizedWeight):
+        return True
     if isinstance(tensor, torch.Tensor):
         return tensor.is_floating_point()
     kind = getattr(getattr(tensor, "dtype", None), "kind", None)
@@ -187,22 +207,28 @@ def torch_dtype_for(dtype: DType) -> Any:
 
 
 def compile_model(
-    architecture: Architecture, config: ModelConfig, tensors: Mapping[str, Any], device: Device, dtype: DType
+    architecture: Architecture, config: ModelConfig, tensors: Mapping[str, Any], device: Device, dtype: DType,
+    before_compile: Callable[[], None] | None = None,
 ) -> tuple[CompiledHead, float]:
     """Maps, checks and compiles; returns the compiled head and the compile time."""
     try:
-        mapped = architecture.mapper()(tensors, config)
-    except WeightsError:
+        mapped = resolve(architecture.map_weights)(tensors, config)
+    except ZooError:
         raise
-    except Exception as error:
-        raise WeightsError(f"{architecture.name}'s weight mapper failed on this checkpoint: {type(error).__name__}: {error}") from None
-    return compile_mapped(architecture, config, mapped, device, dtype)
+    except (Exception, SystemExit) as error:
+        raise WeightsError(f"{architecture.name}'s weight mapper failed on this checkpoint: {describe_failure(error)}") from None
+    if not isinstance(mapped, Mapping):
+        raise PluginError(f"plugin {architecture.plugin or 'unknown'!r}: {architecture.name}'s weight mapper returned a "
+                          f"{type(mapped).__name__}, not a dict of tensors")
+    return compile_mapped(architecture, config, mapped, device, dtype, before_compile)
 
 
 def compile_mapped(
-    architecture: Architecture, config: ModelConfig, mapped: Mapping[str, Any], device: Device, dtype: DType
+    architecture: Architecture, config: ModelConfig, mapped: Mapping[str, Any], device: Device, dtype: DType,
+    before_compile: Callable[[], None] | None = None,
 ) -> tuple[CompiledHead, float]:
-    """Checks already-mapped tensors against the model, compiles the decoding head and warms it up."""
+    """Checks already-mapped tensors against the model, compiles the decoding head and warms it up;
+    `before_compile` runs once every check has passed."""
     from max.experimental import functional as F
     from max.experimental.tensor import default_device, default_dtype
     from max.graph import DeviceRef
@@ -213,9 +239,14 @@ def compile_mapped(
 
     # Built lazily on the target device: random init is never materialised.
     with F.lazy(), default_dtype(dtype), default_device(device):
-        head = NextTokenHead(architecture.builder()(config))
+        model = call_plugin(architecture, f"{architecture.name}'s model builder", architecture.build_model, config)
+        if model is None:
+            raise PluginError(f"plugin {architecture.plugin or 'unknown'!r}: {architecture.name}'s model builder returned None")
+        head = NextTokenHead(model)
     expected = {name[len("model.") :]: tuple(int(d) for d in p.shape) for name, p in head.parameters}
     check_weights(expected, mapped)
+    if before_compile is not None:
+        before_compile()
     torch_dtype = torch_dtype_for(dtype)
     weights = {f"model.{name}": _as_dtype(t, torch_dtype) for name, t in mapped.items()}
     device_ref = DeviceRef.from_device(device)
