@@ -26,8 +26,20 @@ from .verify import verify_command
 __all__ = ["cli", "main"]
 
 
+class Interrupted(BaseException):
+    """Ctrl-C inside a command, carried past click (which would print a blank line on stderr)."""
+
+
 class ZooGroup(click.Group):
     """The command group; plugin commands join the built-in ones when the group is first listed or invoked."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise Interrupted() from None
+        except click.exceptions.Exit as done:
+            raise SystemExit(done.exit_code) from None
 
     def _plugin_commands(self) -> None:
         if getattr(self, "_plugins_added", False):
@@ -52,10 +64,13 @@ class ZooGroup(click.Group):
         return super().get_command(ctx, name)
 
 
-@click.group(cls=ZooGroup, context_settings=CONTEXT_SETTINGS)
+@click.group(cls=ZooGroup, context_settings=CONTEXT_SETTINGS, invoke_without_command=True)
 @click.version_option(package_name="zoo", prog_name="zoo")
-def cli() -> None:
+@click.pass_context
+def cli(ctx: click.Context) -> None:
     """zoo: run LLM architectures on Modular's MAX, extended by plugins."""
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
 
 
 for _command in (
@@ -68,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     """Runs the CLI; user errors become one line on stderr and exit status 1."""
     try:
         cli.main(args=argv, prog_name="zoo", standalone_mode=False)
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except (Interrupted, click.exceptions.Abort, KeyboardInterrupt):
         _interrupted()
     except click.exceptions.Exit as done:
         sys.exit(done.exit_code)

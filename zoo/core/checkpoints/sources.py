@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +39,8 @@ class ModelSource:
 
 def resolve_source(ref: str, registry: Registry) -> ModelSource:
     """Turns what the user typed into a `ModelSource`, or a ZooError with close matches."""
+    if not ref.strip() or "\x00" in ref:
+        raise ModelNotFoundError(f"{ref!r} is not a model name (`zoo list` shows every model)")
     path = Path(ref).expanduser()
     if path.is_dir():
         return ModelSource(ref, "dir", path=path)
@@ -61,27 +65,69 @@ def download(repo_id: str) -> Path:
     from huggingface_hub import snapshot_download
 
     try:
-        folder = Path(snapshot_download(repo_id, allow_patterns=_HUB_PATTERNS))
-        if not any(folder.glob("*.safetensors")):
-            folder = Path(snapshot_download(repo_id, allow_patterns=_HUB_PATTERNS + _HUB_FALLBACK_PATTERNS))
+        with _quiet_hub():
+            folder = Path(snapshot_download(repo_id, allow_patterns=_HUB_PATTERNS))
+            if not any(folder.glob("*.safetensors")):
+                folder = Path(snapshot_download(repo_id, allow_patterns=_HUB_PATTERNS + _HUB_FALLBACK_PATTERNS))
     except Exception as error:
         raise DownloadError(_download_failure(repo_id, error)) from None
     return folder
 
 
 def download_file(repo_id: str, filename: str) -> Path:
-    """Fetches one file of a hub repo into the HF cache (or finds it there)."""
+    """Fetches one file of a hub repo into the HF cache (or finds it there).
+
+    When the hub cannot be reached, huggingface_hub would retry for half a
+    minute, logging each try; zoo asks once (with the hub's own timeout), then
+    falls back to the cache, so an offline failure is one line in seconds.
+    """
     from huggingface_hub import hf_hub_download
 
+    with _quiet_hub():
+        try:
+            if not _offline() and not _hub_reachable(repo_id, filename):
+                return Path(hf_hub_download(repo_id, filename, local_files_only=True))
+            return Path(hf_hub_download(repo_id, filename))
+        except Exception as error:
+            raise DownloadError(_download_failure(f"{repo_id}/{filename}", error)) from None
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+
+
+def _hub_reachable(repo_id: str, filename: str) -> bool:
+    """One metadata request for the file, no retries: False when the hub cannot be reached
+    (connection refused, no route, timeout); answers such as 404 count as reachable."""
+    import httpx
+    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url
+
     try:
-        return Path(hf_hub_download(repo_id, filename))
-    except Exception as error:
-        raise DownloadError(_download_failure(f"{repo_id}/{filename}", error)) from None
+        get_hf_file_metadata(hf_hub_url(repo_id, filename), timeout=constants.HF_HUB_ETAG_TIMEOUT)
+    except (httpx.ConnectError, httpx.TimeoutException, httpx.NetworkError, OSError):
+        return False
+    except Exception:
+        return True
+    return True
+
+
+@contextmanager
+def _quiet_hub() -> Iterator[None]:
+    """huggingface_hub's retry warnings stay off stderr (zoo reports the failure itself)."""
+    from huggingface_hub.utils import logging
+
+    logger = logging.get_logger("huggingface_hub")
+    level = logger.level
+    logger.setLevel(max(level, 40))
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _download_failure(repo_id: str, error: Exception) -> str:
     name = type(error).__name__
-    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+    offline = _offline()
     if name in ("RepositoryNotFoundError", "GatedRepoError"):
         return f"cannot download {repo_id!r}: the hub has no such public repository (or it is gated: log in with `hf auth login`)"
     if offline:
