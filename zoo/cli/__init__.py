@@ -10,18 +10,34 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import NoReturn
 
-import click
 
-from zoo.core.errors import ZooError
+def _interrupted() -> NoReturn:
+    """Ctrl-C: end the output line, say so, exit 130."""
+    for stream, text in ((sys.stdout, "\n"), (sys.stderr, "zoo: interrupted\n")):
+        try:
+            stream.write(text)
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    sys.exit(130)
 
-from .bench import bench_command, bench_moe_command
-from .catalog import info_command, list_command
-from .common import CONTEXT_SETTINGS
-from .evaluate import perplexity_command
-from .run import run_command
-from .serve import serve_command
-from .verify import verify_command
+
+try:  # Ctrl-C while zoo starts is still an interruption, not a traceback
+    import click
+
+    from zoo.core.errors import ZooError
+
+    from .bench import bench_command, bench_moe_command
+    from .catalog import info_command, list_command
+    from .common import CONTEXT_SETTINGS
+    from .evaluate import perplexity_command
+    from .run import run_command
+    from .serve import serve_command
+    from .verify import verify_command
+except KeyboardInterrupt:
+    _interrupted()
 
 __all__ = ["cli", "main"]
 
@@ -88,10 +104,10 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Exit as done:
         sys.exit(done.exit_code)
     except click.ClickException as error:
-        click.echo(f"zoo: error: {error.format_message()}", err=True)
+        click.echo(f"zoo: error: {_one_line(error.format_message())}", err=True)
         sys.exit(1)
     except ZooError as error:
-        click.echo(f"zoo: error: {error}", err=True)
+        click.echo(f"zoo: error: {_one_line(str(error))}", err=True)
         sys.exit(1)
     except BrokenPipeError:
         sys.exit(0)
@@ -103,12 +119,6 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
 
 
-def _interrupted() -> None:
-    """Ctrl-C: end the output line, say so, exit 130."""
-    try:
-        sys.stdout.write("\n")
-        sys.stdout.flush()
-    except (OSError, ValueError):
-        pass
-    click.echo("zoo: interrupted", err=True)
-    sys.exit(130)
+def _one_line(message: str) -> str:
+    """An error message as one line (a message quoting someone else's text may hold newlines)."""
+    return "; ".join(line.strip() for line in message.splitlines() if line.strip())
