@@ -80,7 +80,7 @@ def chat_loop(generator: TextGenerator, options: SamplingOptions) -> None:
         reply = ""
         for _, delta in generator.stream([prompt], chat_options):
             reply += delta
-            console.print(delta, end="", markup=False, highlight=False)
+            console.print(delta, end="", markup=False, highlight=False, emoji=False)
         console.print()
         history.append({"role": "assistant", "content": reply.strip()})
 
