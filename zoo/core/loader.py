@@ -82,7 +82,8 @@ def prepare_model(
     """Resolves and reads `ref`; checks the tokenizer against the model's vocabulary."""
     resolved = resolve_model(ref, registry)
     checkpoint = read_checkpoint(resolved, registry, weights=weights, tokenizer=tokenizer, need_tokenizer=need_tokenizer)
-    config = make_config(resolved.architecture, checkpoint.hf_config) if resolved.single_file else resolved.config
+    own_config = resolved.single_file or resolved.source.kind == "alias"  # read with the checkpoint, not before
+    config = make_config(resolved.architecture, checkpoint.hf_config) if own_config else resolved.config
     tok = checkpoint.tokenizer
     if tok is not None and tok.vocab_size > config.vocab_size:
         raise TokenizerError(

@@ -179,4 +179,7 @@ def read_checkpoint(
     tok = None
     if need_tokenizer or tokenizer is not None or has_tokenizer_files(folder):
         tok = load_tokenizer(tokenizer if tokenizer is not None else folder)
-    return Checkpoint(resolved.hf_config, tensors, tok, source=source.describe())
+    # A downloaded alias runs with the checkpoint's own config.json; the alias's stored copy
+    # is for listing and `zoo info` without a download.
+    hf_config = read_config(folder) if source.kind == "alias" else resolved.hf_config
+    return Checkpoint(hf_config, tensors, tok, source=source.describe())
