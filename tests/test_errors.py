@@ -1,4 +1,6 @@
-"""Bad input: one clear line on stderr, a non-zero exit, never a traceback."""
+"""Bad input through the real `zoo` process: one clear line on stderr, exit status 1, never a
+traceback, nothing on stdout, and no compile for what needs no graph (test_hostile.py runs
+many more cases in-process)."""
 
 from __future__ import annotations
 
@@ -78,3 +80,61 @@ def test_invalid_sampling_options(tiny_folder, flags, message):
 def test_prompt_longer_than_the_context(tiny_folder):
     long_prompt = "word " * (TINY["n_positions"] + 20)
     assert_one_line_error(zoo("run", str(tiny_folder), "-p", long_prompt), "context is 128")
+
+
+def only_the_error(result) -> str:
+    """The whole of stderr is the one error line; stdout is empty."""
+    line = assert_one_line_error(result)
+    assert result.stderr.strip() == line and result.stdout == "", result.stderr
+    return line
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["run", "gpt2", "-p", "hi", "--device", "tpu"], "Invalid value for '--device': 'tpu' is not one of"),
+        (["run", "gpt2", "-p", "hi", "-n", "abc"], "'abc' is not a valid integer"),
+        (["run", "gpt2", "-p", "hi", "--frobnicate"], "No such option '--frobnicate'"),
+        (["run"], "Missing argument 'MODEL'"),
+        (["frobnicate"], "No such command 'frobnicate'"),
+        (["run", "gpt2", "-p", "hi", "--prompts-file", "."], "is a directory"),
+    ],
+    ids=["bad-choice", "not-an-integer", "unknown-option", "missing-argument", "unknown-command", "folder-as-file"],
+)
+def test_click_usage_errors_are_one_line_and_exit_1(args, message):
+    assert message in only_the_error(zoo(*args))
+
+
+def test_checks_that_need_no_graph_come_before_the_compile(tmp_path, tiny_folder):
+    """Too-long prompt, integer weights: refused before 'compiling...', with nothing on stdout."""
+    from safetensors.torch import load_file, save_file
+
+    long_prompt = "word " * (TINY["n_positions"] + 20)
+    only_the_error(zoo("run", str(tiny_folder), "-p", "fine", "-p", long_prompt))
+    for item in tiny_folder.iterdir():
+        (tmp_path / item.name).write_bytes(item.read_bytes())
+    tensors = load_file(str(tiny_folder / "model.safetensors"))
+    tensors["transformer.h.0.mlp.c_fc.weight"] = tensors["transformer.h.0.mlp.c_fc.weight"].long()
+    save_file(tensors, str(tmp_path / "model.safetensors"))
+    assert "not floating point: layers.0.mlp.up_proj.weight (torch.int64)" in only_the_error(zoo("run", str(tmp_path), "-p", "hi"))
+
+
+def test_plugin_that_exits_while_reading_its_config_is_one_line(tmp_path, tiny_folder):
+    import os
+
+    from cli_helpers import make_plugin
+
+    make_plugin(tmp_path, "zoo-quits", "zoo_quits", (
+        "import sys\nfrom zoo.core.architecture import Architecture\nfrom zoo.architectures.gpt2.config import GPT2Config\n"
+        "from zoo.plugins.hookspecs import hookimpl\n\n"
+        "class Quits(GPT2Config):\n    @classmethod\n    def from_hf(cls, hf):\n        sys.exit(7)\n\n"
+        "@hookimpl\ndef register_architectures(register):\n"
+        "    register(Architecture('QuitsLM', Quits, 'zoo.architectures.gpt2.weights:map_weights'))\n"
+    ))
+    folder = tmp_path / "ck"
+    folder.mkdir()
+    hf = json.loads((tiny_folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**hf, "architectures": ["QuitsLM"]}))
+    env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    line = only_the_error(zoo("info", str(folder), env=env))
+    assert "plugin 'zoo-quits'" in line and "sys.exit(7)" in line
