@@ -77,7 +77,8 @@ def test_run_prompt_streams_prompt_plus_greedy_text_to_stdout(tiny_checkpoint):
     assert "compiled" in result.stderr  # diagnostics go to stderr only
 
 
-def test_run_offline_from_a_filled_hf_cache(tiny_checkpoint, tmp_path):
+@pytest.mark.parametrize("network", ["offline", "hub-down"])
+def test_run_offline_from_a_filled_hf_cache(tiny_checkpoint, tmp_path, network):
     """A user who downloaded openai-community/gpt2 earlier runs `zoo run gpt2` with no network."""
     from transformers import GPT2TokenizerFast
 
@@ -87,7 +88,8 @@ def test_run_offline_from_a_filled_hf_cache(tiny_checkpoint, tmp_path):
     shutil.copytree(folder, snapshot)
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text(snapshot.name)
-    env = {"HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
+    env = {"HF_HOME": str(tmp_path / "hf")}
+    env.update({"HF_HUB_OFFLINE": "1"} if network == "offline" else {"HF_ENDPOINT": "http://127.0.0.1:9"})
     prompt = "The cache says"
     result = zoo("run", "gpt2", "--prompt", prompt, "--greedy", "-n", "8", "--ignore-eos", env=env)
     assert result.returncode == 0, result.stderr

@@ -138,3 +138,46 @@ def test_plugin_that_exits_while_reading_its_config_is_one_line(tmp_path, tiny_f
     env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
     line = only_the_error(zoo("info", str(folder), env=env))
     assert "plugin 'zoo-quits'" in line and "sys.exit(7)" in line
+
+
+@pytest.fixture()
+def silent_hub():
+    """A local endpoint that accepts connections and never answers (a stalled network)."""
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    held = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                pass
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    stop.set()
+    thread.join()
+    for connection in held:
+        connection.close()
+    server.close()
+
+
+@pytest.mark.parametrize("ref", ["gpt2", "someone/not-cached", "stories260K"])
+@pytest.mark.parametrize("hub", ["refusing", "silent"])
+def test_unreachable_hub_is_one_line_within_seconds(ref, hub, silent_hub, tmp_path):
+    import time
+
+    endpoint = silent_hub if hub == "silent" else "http://127.0.0.1:9"
+    env = {"HF_HOME": str(tmp_path / "empty"), "HF_ENDPOINT": endpoint, "HF_HUB_ETAG_TIMEOUT": "3"}
+    started = time.monotonic()
+    line = only_the_error(zoo("run", ref, "-p", "hi", env=env, timeout=120))
+    assert "cannot reach the Hugging Face Hub" in line
+    assert time.monotonic() - started < 60

@@ -60,15 +60,18 @@ def download(repo_id: str) -> Path:
     """Fetches a hub checkpoint into the standard HF cache (or finds it there).
 
     Honours `HF_HUB_OFFLINE=1` and an already-filled cache; shows the hub's
-    progress bars on stderr.
+    progress bars on stderr. An unreachable or unresponsive hub is found with one
+    request (the hub's own timeout), and then only the cache is used.
     """
     from huggingface_hub import snapshot_download
 
     try:
         with _quiet_hub():
-            folder = Path(snapshot_download(repo_id, allow_patterns=_HUB_PATTERNS))
+            cached_only = not _offline() and not _hub_reachable(repo_id, "config.json")
+            folder = Path(snapshot_download(repo_id, allow_patterns=_HUB_PATTERNS, local_files_only=cached_only))
             if not any(folder.glob("*.safetensors")):
-                folder = Path(snapshot_download(repo_id, allow_patterns=_HUB_PATTERNS + _HUB_FALLBACK_PATTERNS))
+                patterns = _HUB_PATTERNS + _HUB_FALLBACK_PATTERNS
+                folder = Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=cached_only))
     except Exception as error:
         raise DownloadError(_download_failure(repo_id, error)) from None
     return folder
@@ -96,15 +99,22 @@ def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
 
 
+_UNREACHABLE: set[str] = set()  # hub endpoints found unreachable in this process (asked once)
+
+
 def _hub_reachable(repo_id: str, filename: str) -> bool:
     """One metadata request for the file, no retries: False when the hub cannot be reached
-    (connection refused, no route, timeout); answers such as 404 count as reachable."""
+    (connection refused, no route, no answer within HF_HUB_ETAG_TIMEOUT); answers such as
+    404 count as reachable."""
     import httpx
     from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url
 
+    if constants.ENDPOINT in _UNREACHABLE:
+        return False
     try:
         get_hf_file_metadata(hf_hub_url(repo_id, filename), timeout=constants.HF_HUB_ETAG_TIMEOUT)
     except (httpx.ConnectError, httpx.TimeoutException, httpx.NetworkError, OSError):
+        _UNREACHABLE.add(constants.ENDPOINT)
         return False
     except Exception:
         return True
