@@ -17,8 +17,8 @@ def zoo(*args: str, env: dict[str, str] | None = None, timeout: int = 900) -> su
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> str:
-    """A user error: non-zero exit, no traceback, one `zoo: error:` line naming the problem."""
-    assert result.returncode != 0, result.stdout
+    """A user error: exit status 1, no traceback, one `zoo: error:` line naming the problem."""
+    assert result.returncode == 1, (result.returncode, result.stdout, result.stderr)
     assert "Traceback" not in result.stderr, result.stderr
     lines = [l for l in result.stderr.splitlines() if l.startswith("zoo: error:")]
     assert len(lines) == 1, result.stderr

@@ -55,6 +55,15 @@ def test_info_resolves_alias_and_directory(tiny_checkpoint):
     assert local["weights"].endswith("model.safetensors")
 
 
+@pytest.mark.parametrize("alias", ["gpt2", "stories260K", "mixtral-8x7b"])
+def test_info_on_an_alias_downloads_nothing(alias, tmp_path):
+    env = {"HF_HOME": str(tmp_path / "empty-cache"), "HF_HUB_OFFLINE": "1"}
+    result = zoo("info", alias, "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["parameters"] > 0
+    assert not (tmp_path / "empty-cache").exists() or not any((tmp_path / "empty-cache").rglob("*.bin"))
+
+
 def test_run_prompt_streams_prompt_plus_greedy_text_to_stdout(tiny_checkpoint):
     from transformers import GPT2TokenizerFast
 
@@ -68,7 +77,8 @@ def test_run_prompt_streams_prompt_plus_greedy_text_to_stdout(tiny_checkpoint):
     assert "compiled" in result.stderr  # diagnostics go to stderr only
 
 
-def test_run_offline_from_a_filled_hf_cache(tiny_checkpoint, tmp_path):
+@pytest.mark.parametrize("network", ["offline", "hub-down"])
+def test_run_offline_from_a_filled_hf_cache(tiny_checkpoint, tmp_path, network):
     """A user who downloaded openai-community/gpt2 earlier runs `zoo run gpt2` with no network."""
     from transformers import GPT2TokenizerFast
 
@@ -78,7 +88,8 @@ def test_run_offline_from_a_filled_hf_cache(tiny_checkpoint, tmp_path):
     shutil.copytree(folder, snapshot)
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text(snapshot.name)
-    env = {"HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
+    env = {"HF_HOME": str(tmp_path / "hf")}
+    env.update({"HF_HUB_OFFLINE": "1"} if network == "offline" else {"HF_ENDPOINT": "http://127.0.0.1:9"})
     prompt = "The cache says"
     result = zoo("run", "gpt2", "--prompt", prompt, "--greedy", "-n", "8", "--ignore-eos", env=env)
     assert result.returncode == 0, result.stderr
@@ -96,11 +107,130 @@ def test_run_batch_of_prompts_matches_single_runs(tiny_checkpoint, tmp_path):
     assert batch.stdout.rstrip("\n") == "\n\n".join(singles)
 
 
-def test_interactive_loop_reads_prompts_until_quit(tiny_checkpoint):
-    folder, _ = tiny_checkpoint
+# --- paths the README promises: --stop, chat, the prompt loop, --seed, --weights, --dtype, ZOO_PLUGINS
+
+
+def greedy_text(hf, folder, prompt: str, steps: int) -> str:
+    """transformers' greedy continuation of `prompt`, decoded as zoo decodes it."""
+    from transformers import GPT2TokenizerFast
+
+    tokenizer = GPT2TokenizerFast.from_pretrained(str(folder))
+    ids = tokenizer(prompt).input_ids
+    return tokenizer.decode(ids + reference_greedy(hf, ids, steps), skip_special_tokens=True)[len(tokenizer.decode(ids)) :]
+
+
+def test_stop_string_split_across_tokens_is_cut_while_streaming(tiny_checkpoint):
+    from transformers import GPT2TokenizerFast
+
+    folder, hf = tiny_checkpoint
+    prompt = "Hello world, this is"
+    tokenizer = GPT2TokenizerFast.from_pretrained(str(folder))
+    ids = tokenizer(prompt).input_ids
+    new = reference_greedy(hf, ids, 12)
+    pieces = [tokenizer.decode([t]) for t in new]
+    text = "".join(pieces)
+    k = next(i for i in range(3, len(pieces) - 1) if len(pieces[i].strip()) >= 2 and len(pieces[i + 1].strip()) >= 2)
+    stop = pieces[k][-2:] + pieces[k + 1][:2]  # ends one token and starts the next
+    assert stop not in "".join(pieces[:k]) + pieces[k][:-2]
+    result = zoo("run", str(folder), "-p", prompt, "--greedy", "-n", "12", "--ignore-eos", "--stop", stop, "--stop", "never seen")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == prompt + text[: text.find(stop)] + "\n"
+
+
+def test_prompt_loop_generates_each_prompt(tiny_checkpoint):
+    folder, hf = tiny_checkpoint
     result = subprocess.run(
-        [sys.executable, "-m", "zoo.cli", "run", str(folder), "--greedy", "-n", "4"],
+        [sys.executable, "-m", "zoo.cli", "run", str(folder), "--greedy", "-n", "6", "--ignore-eos"],
+        input="Hello\n\nOnce upon a time\nquit\n", capture_output=True, text=True, timeout=900,
+    )
+    assert result.returncode == 0, result.stderr
+    for prompt in ("Hello", "Once upon a time"):
+        assert f"prompt> {prompt}{greedy_text(hf, folder, prompt, 6)}\n" in result.stdout
+
+
+def test_chat_without_a_template_is_a_plain_transcript(tiny_checkpoint):
+    folder, hf = tiny_checkpoint
+    result = subprocess.run(
+        [sys.executable, "-m", "zoo.cli", "run", str(folder), "--chat", "--greedy", "-n", "6", "--ignore-eos"],
         input="Hello\nquit\n", capture_output=True, text=True, timeout=900,
     )
     assert result.returncode == 0, result.stderr
-    assert "prompt>" in result.stdout and "Hello" in result.stdout
+    reply = greedy_text(hf, folder, "User: Hello\nAssistant:", 6)
+    for stop in ("\nUser:", "\nHuman:"):
+        reply = reply.split(stop)[0]
+    assert f"Model: {reply}\n" in result.stdout
+
+
+def test_chat_uses_the_tokenizer_chat_template(tiny_checkpoint, tmp_path):
+    folder, hf = tiny_checkpoint
+    for item in folder.iterdir():
+        shutil.copy(item, tmp_path / item.name)
+    settings = json.loads((tmp_path / "tokenizer_config.json").read_text())
+    settings["chat_template"] = (
+        "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}\n{% endfor %}"
+        "{% if add_generation_prompt %}<assistant>{% endif %}"
+    )
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(settings))
+    result = subprocess.run(
+        [sys.executable, "-m", "zoo.cli", "run", str(tmp_path), "--chat", "--greedy", "-n", "6", "--ignore-eos"],
+        input="Hello\nquit\n", capture_output=True, text=True, timeout=900,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"Model: {greedy_text(hf, folder, '<user>Hello' + chr(10) + '<assistant>', 6)}\n" in result.stdout
+
+
+def test_seed_makes_sampling_reproducible_across_runs(tiny_checkpoint):
+    folder, _ = tiny_checkpoint
+
+    def sample(seed: int) -> str:
+        result = zoo("run", str(folder), "-p", "Hello", "--temperature", "3", "--seed", str(seed), "-n", "12", "--ignore-eos")
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    first = sample(1)
+    assert sample(1) == first
+    assert sample(2) != first
+
+
+def test_weights_flag_replaces_the_folders_weights(tiny_checkpoint, tmp_path):
+    folder, hf = tiny_checkpoint
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(folder / name, tmp_path / name)
+    elsewhere = tmp_path / "store"
+    elsewhere.mkdir()
+    shutil.copy(folder / "model.safetensors", elsewhere / "tiny.safetensors")
+    result = zoo("run", str(tmp_path), "-p", "Hello", "--greedy", "-n", "6", "--ignore-eos",
+                 "--weights", str(elsewhere / "tiny.safetensors"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "Hello" + greedy_text(hf, folder, "Hello", 6) + "\n"
+
+
+def test_dtype_flag_runs_bfloat16(tiny_checkpoint):
+    folder, _ = tiny_checkpoint
+    result = zoo("run", str(folder), "-p", "Hello", "--greedy", "-n", "4", "--ignore-eos", "--dtype", "bfloat16")
+    assert result.returncode == 0, result.stderr
+    assert "bfloat16" in result.stderr and result.stdout.startswith("Hello") and len(result.stdout) > len("Hello\n")
+
+
+def test_zoo_plugins_selects_third_party_plugins(tmp_path):
+    import os
+
+    from cli_helpers import make_plugin
+
+    make_plugin(tmp_path, "zoo-extra", "zoo_extra", (
+        "from zoo.core.architecture import ModelAlias\nfrom zoo.plugins.hookspecs import hookimpl\n\n"
+        "@hookimpl\ndef register_models(register):\n"
+        "    register(ModelAlias('extra-gpt2', 'someone/extra', 'GPT2LMHeadModel'))\n"
+    ))
+    path = {"PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+
+    def names(**env: str) -> set[str]:
+        result = zoo("list", "--json", env={**path, **env})
+        assert result.returncode == 0, result.stderr
+        return {row["name"] for row in json.loads(result.stdout)}
+
+    assert "extra-gpt2" in names()
+    assert "extra-gpt2" in names(ZOO_PLUGINS="zoo-extra")
+    assert "extra-gpt2" not in names(ZOO_PLUGINS="")
+    assert "extra-gpt2" not in names(ZOO_PLUGINS="someone-else")
+    assert "gpt2" in names(ZOO_PLUGINS="")  # built-in plugins always load

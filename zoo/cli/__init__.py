@@ -10,26 +10,54 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import NoReturn
 
-import click
 
-from zoo.core.errors import ZooError
+def _interrupted() -> NoReturn:
+    """Ctrl-C: end the output line, say so, exit 130."""
+    for stream, text in ((sys.stdout, "\n"), (sys.stderr, "zoo: interrupted\n")):
+        try:
+            stream.write(text)
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    sys.exit(130)
 
-from .bench import bench_command, bench_moe_command
-from .catalog import info_command, list_command
-from .common import CONTEXT_SETTINGS
-from .evaluate import perplexity_command
-from .loadtest import loadtest_command
-from .quantize import quantize_command
-from .run import run_command
-from .serve import serve_command
-from .verify import verify_command
+
+try:  # Ctrl-C while zoo starts is still an interruption, not a traceback
+    import click
+
+    from zoo.core.errors import ZooError
+
+    from .bench import bench_command, bench_moe_command
+    from .catalog import info_command, list_command
+    from .common import CONTEXT_SETTINGS
+    from .evaluate import perplexity_command
+    from .loadtest import loadtest_command
+    from .quantize import quantize_command
+    from .run import run_command
+    from .serve import serve_command
+    from .verify import verify_command
+except KeyboardInterrupt:
+    _interrupted()
 
 __all__ = ["cli", "main"]
 
 
+class Interrupted(BaseException):
+    """Ctrl-C inside a command, carried past click (which would print a blank line on stderr)."""
+
+
 class ZooGroup(click.Group):
     """The command group; plugin commands join the built-in ones when the group is first listed or invoked."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise Interrupted() from None
+        except click.exceptions.Exit as done:
+            raise SystemExit(done.exit_code) from None
 
     def _plugin_commands(self) -> None:
         if getattr(self, "_plugins_added", False):
@@ -54,10 +82,13 @@ class ZooGroup(click.Group):
         return super().get_command(ctx, name)
 
 
-@click.group(cls=ZooGroup, context_settings=CONTEXT_SETTINGS)
+@click.group(cls=ZooGroup, context_settings=CONTEXT_SETTINGS, invoke_without_command=True)
 @click.version_option(package_name="zoo", prog_name="zoo")
-def cli() -> None:
+@click.pass_context
+def cli(ctx: click.Context) -> None:
     """zoo: run LLM architectures on Modular's MAX, extended by plugins."""
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
 
 
 for _command in (
@@ -71,15 +102,15 @@ def main(argv: list[str] | None = None) -> None:
     """Runs the CLI; user errors become one line on stderr and exit status 1."""
     try:
         cli.main(args=argv, prog_name="zoo", standalone_mode=False)
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except (Interrupted, click.exceptions.Abort, KeyboardInterrupt):
         _interrupted()
     except click.exceptions.Exit as done:
         sys.exit(done.exit_code)
     except click.ClickException as error:
-        click.echo(f"zoo: error: {error.format_message()}", err=True)
+        click.echo(f"zoo: error: {_one_line(error.format_message())}", err=True)
         sys.exit(1)
     except ZooError as error:
-        click.echo(f"zoo: error: {error}", err=True)
+        click.echo(f"zoo: error: {_one_line(str(error))}", err=True)
         sys.exit(1)
     except BrokenPipeError:
         sys.exit(0)
@@ -91,12 +122,6 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
 
 
-def _interrupted() -> None:
-    """Ctrl-C: end the output line, say so, exit 130."""
-    try:
-        sys.stdout.write("\n")
-        sys.stdout.flush()
-    except (OSError, ValueError):
-        pass
-    click.echo("zoo: interrupted", err=True)
-    sys.exit(130)
+def _one_line(message: str) -> str:
+    """An error message as one line (a message quoting someone else's text may hold newlines)."""
+    return "; ".join(line.strip() for line in message.splitlines() if line.strip())

@@ -1,12 +1,16 @@
 """Interactive front ends: the book's prompt loop and a rich streaming chat.
 
 Ctrl-D (end of input) or quit/exit/q leaves; Ctrl-C ends zoo (exit 130), as
-everywhere else.
+everywhere else. A prompt that cannot run (too long for the context) is an
+error line on stderr, and the session goes on.
 """
 
 from __future__ import annotations
 
+import sys
+
 from zoo.core.checkpoints.tokenizer import Message
+from zoo.core.errors import PromptError
 from zoo.core.runtime.generation import TextGenerator
 from zoo.core.runtime.sampling import SamplingOptions
 
@@ -22,9 +26,17 @@ def prompt_loop(generator: TextGenerator, options: SamplingOptions) -> None:
         except EOFError:
             print()
             return
+        except UnicodeDecodeError:
+            print("zoo: error: that input is not UTF-8 text", file=sys.stderr, flush=True)
+            continue
         if prompt.lower() in _QUIT:
             return
         if not prompt:
+            continue
+        try:
+            generator.encode(prompt)
+        except PromptError as error:
+            print(f"zoo: error: {error}", file=sys.stderr, flush=True)
             continue
         print(prompt, end="", flush=True)
         for _, delta in generator.stream([prompt], options):
@@ -49,17 +61,26 @@ def chat_loop(generator: TextGenerator, options: SamplingOptions) -> None:
         except EOFError:
             console.print()
             return
+        except UnicodeDecodeError:
+            print("zoo: error: that input is not UTF-8 text", file=sys.stderr, flush=True)
+            continue
         if message.lower() in _QUIT:
             return
         if not message:
             continue
         history.append({"role": "user", "content": message})
         prompt = render(generator, history)
+        try:
+            generator.encode(prompt)
+        except PromptError as error:
+            history.pop()
+            print(f"zoo: error: {error}", file=sys.stderr, flush=True)
+            continue
         console.print("[bold blue]Model:[/bold blue] ", end="")
         reply = ""
         for _, delta in generator.stream([prompt], chat_options):
             reply += delta
-            console.print(delta, end="", markup=False, highlight=False)
+            console.print(delta, end="", markup=False, highlight=False, emoji=False)
         console.print()
         history.append({"role": "assistant", "content": reply.strip()})
 

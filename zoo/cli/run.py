@@ -38,7 +38,7 @@ def run_command(model: str, prompts: tuple[str, ...], prompts_file: Path | None,
     goes to stderr. Without --prompt: an interactive prompt loop.
     """
     from zoo.core.loader import check_device_options, check_quantize_options, compile_prepared, pick_device, prepare_model
-    from zoo.core.runtime.generation import TextGenerator, encode_prompts
+    from zoo.core.runtime.generation import TextGenerator, check_batch_memory, encode_prompts
 
     options = sampling_from(flags)
     model = with_gguf_file(model, flags.pop("gguf_file"))
@@ -60,7 +60,12 @@ def run_command(model: str, prompts: tuple[str, ...], prompts_file: Path | None,
     if prepared.tokenizer is None:
         raise PromptError("this model has no tokenizer; pass --tokenizer PATH")
     if all_prompts:
-        encode_prompts(prepared.tokenizer, prepared.config, all_prompts)
+        itemsize = 2 if dtype == "bfloat16" else 4
+        check_batch_memory(prepared.config, [1] * len(all_prompts), options.max_new_tokens, itemsize)  # before encoding them all
+        encoded = encode_prompts(prepared.tokenizer, prepared.config, all_prompts)
+        check_batch_memory(prepared.config, [len(ids) for ids in encoded], options.max_new_tokens, itemsize)
+    if chat and prepared.tokenizer.chat_template:
+        prepared.tokenizer.render_chat([{"role": "user", "content": "Hello"}])  # a broken template fails now, not after the compile
     generator = TextGenerator(compile_prepared(prepared, device=device, dtype=dtype, quantize=quantize))
     if chat:
         from .interactive import chat_loop
@@ -77,12 +82,20 @@ def run_command(model: str, prompts: tuple[str, ...], prompts_file: Path | None,
         click.echo("\n\n".join(c.prompt + c.text for c in completions))
 
 
+MAX_PROMPTS_FILE = 64 << 20
+
+
 def read_prompts_file(path: Path) -> list[str]:
-    """One prompt per non-blank line of a UTF-8 text file."""
+    """One prompt per non-blank line of a UTF-8 text file (at most 64 MiB; a pipe is fine)."""
     try:
-        text = path.read_bytes().decode("utf-8")
+        with path.open("rb") as f:
+            data = f.read(MAX_PROMPTS_FILE + 1)
     except OSError as error:
         raise PromptError(f"cannot read --prompts-file {path}: {error.strerror or error}") from None
+    if len(data) > MAX_PROMPTS_FILE:
+        raise PromptError(f"--prompts-file {path} is larger than {MAX_PROMPTS_FILE >> 20} MiB")
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise PromptError(f"--prompts-file {path} is not UTF-8 text") from None
     if "\x00" in text:

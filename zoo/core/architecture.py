@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import ModelConfig
+from .errors import PluginError, ZooError, describe_failure
 
 if TYPE_CHECKING:
     from .checkpoints.tokenizer import Tokenizer
@@ -32,6 +33,26 @@ def resolve(target: Callable[..., Any] | str) -> Callable[..., Any]:
         return target
     module_name, _, attribute = target.partition(":")
     return getattr(importlib.import_module(module_name), attribute)
+
+
+def call_plugin(record: Any, what: str, target: Callable[..., Any] | str, *args: Any, returns: Any = None) -> Any:
+    """Calls one of a plugin record's functions (importing a `"module:attribute"` first).
+
+    A `ZooError` it raises is the user's error and passes through; anything
+    else it raises (`sys.exit` included) or a result that is not a `returns`
+    is a `PluginError` naming the plugin, so a plugin's bug is one line.
+    """
+    plugin = getattr(record, "plugin", "") or "unknown"
+    try:
+        result = resolve(target)(*args)
+    except ZooError:
+        raise
+    except (Exception, SystemExit) as error:
+        raise PluginError(f"plugin {plugin!r}: {what} failed: {describe_failure(error)}") from None
+    if returns is not None and not isinstance(result, returns):
+        expected = returns.__name__ if isinstance(returns, type) else " or ".join(t.__name__ for t in returns)
+        raise PluginError(f"plugin {plugin!r}: {what} returned a {type(result).__name__}, not a {expected}")
+    return result
 
 
 @dataclass(frozen=True)

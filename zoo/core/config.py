@@ -62,6 +62,9 @@ class ModelConfig(BaseModel):
         """Number of parameters, when the architecture can tell from the config."""
         return None
 
+    def check(self) -> None:
+        """Raises ConfigError for knobs out of range or inconsistent; subclasses add theirs."""
+
     @property
     def has_sliding_window(self) -> bool:
         """Whether some layer attends over a sliding window (the graph then takes a second mask)."""
@@ -195,6 +198,45 @@ class DecoderConfig(ModelConfig):
                 unused += (self.n_experts - self.experts_per_token) * 3 * self.hidden_size * inner
         return self.parameter_count() - unused
 
+    def check(self) -> None:
+        """Every knob in range and consistent with the others, and the rotary frequencies
+        finite, so that a config that passes builds the model it describes."""
+        super().check()
+        n = self.n_layers
+        _bounded("intermediate_size", self.intermediate_size, 1, LIMITS["inner"])
+        _finite("norm_eps", self.norm_eps, positive=True)
+        for name in ("residual_multiplier", "embedding_multiplier", "logits_multiplier", "rope_theta"):
+            _finite(name, getattr(self, name), positive=name == "rope_theta")
+        for name in ("final_softcap", "attention_scale", "attention_softcap", "local_rope_theta"):
+            if getattr(self, name) is not None:
+                _finite(name, getattr(self, name), positive=True)
+        if self.layer_types and len(self.layer_types) != n:
+            raise ConfigError(f"layer_types has {len(self.layer_types)} entries for {n} layers")
+        if self.moe_layers and len(self.moe_layers) != n:
+            raise ConfigError(f"the mixture-of-experts layer list has {len(self.moe_layers)} entries for {n} layers")
+        if self.sliding_window is not None:
+            _bounded("sliding_window", self.sliding_window, 1, LIMITS["context"])
+        if self.n_experts:
+            _bounded("the expert count", self.n_experts, 1, LIMITS["experts"])
+            _bounded("experts per token", self.experts_per_token, 1, self.n_experts)
+            if self.expert_intermediate_size is not None:
+                _bounded("expert_intermediate_size", self.expert_intermediate_size, 1, LIMITS["inner"])
+        elif self.experts_per_token or any(self.moe_layers):
+            raise ConfigError("experts per token or mixture-of-experts layers are set without experts")
+        if self.rotary_dim is not None:
+            _bounded("rotary_dim", self.rotary_dim, 2, self.head_dim)
+            if self.rotary_dim % 2:
+                raise ConfigError(f"rotary_dim must be even, got {self.rotary_dim}")
+        if self.positions == "rotary":
+            self._check_rotary()
+
+    def _check_rotary(self) -> None:
+        from zoo.core.blocks.rope import check_spec
+
+        kinds: list[AttentionKind] = ["full"] + (["sliding"] if self.has_sliding_window else [])
+        for kind in kinds:
+            check_spec(lambda: self.rotary(kind), self.rope_scaling.get("rope_type", "default"))
+
     def _feed_forward_parameters(self, index: int) -> int:
         e = self.hidden_size
         if self.is_moe_layer(index):
@@ -207,16 +249,32 @@ class DecoderConfig(ModelConfig):
 
 
 def eos_ids(value: Any) -> tuple[int, ...]:
-    """Normalises HF's `eos_token_id` (an int, a list or null) to a tuple."""
+    """Normalises HF's `eos_token_id` (an int, a list or null) to a tuple of non-negative ids."""
     if value is None:
         return ()
-    if isinstance(value, bool):
-        raise ConfigError(f"config.json: eos_token_id must be an integer or a list of integers, got {value!r}")
-    if isinstance(value, int):
-        return (value,)
-    if isinstance(value, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-        return tuple(value)
-    raise ConfigError(f"config.json: eos_token_id must be an integer or a list of integers, got {value!r}")
+    ids = [value] if isinstance(value, int) else value
+    if (
+        isinstance(value, bool) or not isinstance(ids, (list, tuple))
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in ids)
+    ):
+        raise ConfigError(f"config.json: eos_token_id must be a non-negative integer or a list of them, got {show(value)}")
+    return tuple(ids)
+
+
+def show(value: Any, limit: int = 60) -> str:
+    """`repr(value)`, cut short for messages (a hostile config can hold huge values)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _bounded(name: str, value: int, low: int, high: int) -> None:
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low} and {high}, got {show(value)}")
+
+
+def _finite(name: str, value: float, *, positive: bool = False) -> None:
+    if not math.isfinite(value) or (positive and value <= 0):
+        raise ConfigError(f"{name} must be a {'positive' if positive else 'finite'} number, got {show(value)}")
 
 
 _MISSING: Any = object()
@@ -253,11 +311,11 @@ class HFFields:
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"config.json: {name} must be an integer, got {value!r}")
+            raise ConfigError(f"config.json: {name} must be an integer, got {show(value)}")
         high = LIMITS[limit] if limit else None
         if value < low or (high is not None and value > high):
             bound = f"between {low} and {high}" if high is not None else f"at least {low}"
-            raise ConfigError(f"config.json: {name} must be {bound}, got {value}")
+            raise ConfigError(f"config.json: {name} must be {bound}, got {show(value)}")
         return value
 
     def size(self, names: str | Sequence[str], limit: str, default: Any = _MISSING) -> int:
@@ -275,7 +333,7 @@ class HFFields:
         """A finite number, optionally bounded (`positive`: > 0)."""
         name, value = self._get(names, default)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ConfigError(f"config.json: {name} must be a finite number, got {value!r}")
+            raise ConfigError(f"config.json: {name} must be a finite number, got {show(value)}")
         if positive and value <= 0:
             raise ConfigError(f"config.json: {name} must be positive, got {value}")
         if (low is not None and value < low) or (high is not None and value > high):
@@ -291,7 +349,7 @@ class HFFields:
         if value is None:
             return default
         if not isinstance(value, bool):
-            raise ConfigError(f"config.json: {name} must be true or false, got {value!r}")
+            raise ConfigError(f"config.json: {name} must be true or false, got {show(value)}")
         return value
 
     def choice(self, name: str, allowed: Sequence[str], default: Any = _MISSING) -> str:
@@ -301,7 +359,7 @@ class HFFields:
             from .errors import UnsupportedModelError
 
             raise UnsupportedModelError(
-                f"{self.family} model with {name}={value!r} is not supported (supported: {', '.join(allowed)})"
+                f"{self.family} model with {name}={show(value)} is not supported (supported: {', '.join(allowed)})"
             )
         return value
 
@@ -312,7 +370,7 @@ class HFFields:
         if isinstance(value, list) and value and all(isinstance(v, int) for v in value):
             value = value[0]
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ConfigError(f"config.json: {name} must be a non-negative integer, got {value!r}")
+            raise ConfigError(f"config.json: {name} must be a non-negative integer, got {show(value)}")
         return value
 
     def heads(

@@ -40,3 +40,17 @@ class OptionsError(ZooError):
 
 class PromptError(ZooError):
     """A prompt is empty, too long for the context, or holds token ids outside the vocabulary."""
+
+
+class PluginError(ZooError):
+    """A plugin's function failed or returned the wrong thing while zoo was using it."""
+
+
+def describe_failure(error: BaseException) -> str:
+    """One line for an unexpected exception (or `sys.exit`) raised by someone else's code."""
+    if isinstance(error, SystemExit):
+        return f"it called sys.exit({error.code!r})"
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    if len(text) > 200:
+        text = text[:197] + "..."
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__

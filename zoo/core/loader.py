@@ -18,16 +18,16 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .architecture import Architecture, Checkpoint
+from .architecture import Architecture, Checkpoint, call_plugin, resolve
 from .checkpoints.quantized import QuantizedWeight, StackedRows
 from .checkpoints.tokenizer import Tokenizer
 from .config import ModelConfig
-from .errors import ConfigError, OptionsError, TokenizerError, WeightsError
+from .errors import ConfigError, OptionsError, PluginError, TokenizerError, WeightsError, ZooError, describe_failure
 from .registry import Registry
 from .resolve import ResolvedModel, architecture_for, default_registry, make_config, read_checkpoint, resolve_model
 
@@ -117,11 +117,14 @@ def compile_prepared(
     max_dtype = pick_dtype(dtype, max_device)
     check_quantize_options(quantize, max_device, dtype)
     architecture = resolved.architecture
-    if verbose:
-        held = f", weights {quantize}" if quantize else ""
-        log(f"{architecture.name} from {checkpoint.source} on {describe_device(max_device)}, {max_dtype.name}{held}; compiling...")
+
+    def announce() -> None:
+        if verbose:
+            held = f", weights {quantize}" if quantize else ""
+            log(f"{architecture.name} from {checkpoint.source} on {describe_device(max_device)}, {max_dtype.name}{held}; compiling...")
+
     graph, seconds = compile_model(
-        architecture, prepared.config, dict(checkpoint.tensors), max_device, max_dtype,
+        architecture, prepared.config, dict(checkpoint.tensors), max_device, max_dtype, announce,
         quantize=quantize, keep_encoded=dtype is None or quantize is not None,
     )
     if verbose:
@@ -170,19 +173,23 @@ def check_weights(expected: Mapping[str, tuple[int, ...]], mapped: Mapping[str, 
     """Raises one WeightsError naming missing, unexpected, mis-shaped and non-float tensors
     (an encoded `QuantizedWeight` counts as float, by its logical shape)."""
     missing = sorted(set(expected) - set(mapped))
-    unexpected = sorted(set(mapped) - set(expected))
+    unexpected = sorted(str(name) for name in set(mapped) - set(expected))
+    common = set(expected) & set(mapped)
+    not_tensor = sorted(f"{name} ({type(mapped[name]).__name__})" for name in common if _shape(mapped[name]) is None)
     misshaped = sorted(
-        f"{name} {tuple(mapped[name].shape)} != {expected[name]}"
-        for name in set(expected) & set(mapped)
-        if tuple(mapped[name].shape) != expected[name]
+        f"{name} {_shape(mapped[name])} != {expected[name]}"
+        for name in common
+        if _shape(mapped[name]) not in (None, expected[name])
     )
     not_float = sorted(
         f"{name} ({getattr(mapped[name], 'dtype', type(mapped[name]).__name__)})"
-        for name in set(expected) & set(mapped)
-        if not _is_float(mapped[name]) and not isinstance(mapped[name], (QuantizedWeight, StackedRows))
+        for name in common
+        if _shape(mapped[name]) is not None and not _is_float(mapped[name]) and not isinstance(mapped[name], StackedRows)
     )
     problems = []
-    for label, names in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped), ("not floating point", not_float)):
+    labelled = (("missing", missing), ("unexpected", unexpected), ("not tensors", not_tensor), ("mis-shaped", misshaped),
+                ("not floating point", not_float))
+    for label, names in labelled:
         if names:
             shown = ", ".join(names[:6]) + (f" (+{len(names) - 6} more)" if len(names) > 6 else "")
             problems.append(f"{label}: {shown}")
@@ -190,7 +197,16 @@ def check_weights(expected: Mapping[str, tuple[int, ...]], mapped: Mapping[str, 
         raise WeightsError("checkpoint does not fit the model: " + "; ".join(problems))
 
 
+def _shape(tensor: Any) -> tuple[int, ...] | None:
+    """A tensor's shape, or None for something that is not an array."""
+    try:
+        return tuple(int(d) for d in tensor.shape)
+    except (AttributeError, TypeError, ValueError):
+        return None
+
+
 def _is_float(tensor: Any) -> bool:
+    """Floating point, or a quantized weight (`QuantizedWeight`), which stands for floats."""
     import torch
 
     if isinstance(tensor, QuantizedWeight):
@@ -237,18 +253,22 @@ def compile_model(
     tensors: Mapping[str, Any],
     device: Device,
     dtype: DType,
+    before_compile: Callable[[], None] | None = None,
     *,
     quantize: str | None = None,
     keep_encoded: bool = True,
 ) -> tuple[CompiledHead, float]:
     """Maps, checks and compiles (see `compile_mapped`)."""
     try:
-        mapped = architecture.mapper()(tensors, config)
-    except WeightsError:
+        mapped = resolve(architecture.map_weights)(tensors, config)
+    except ZooError:
         raise
-    except Exception as error:
-        raise WeightsError(f"{architecture.name}'s weight mapper failed on this checkpoint: {type(error).__name__}: {error}") from None
-    return compile_mapped(architecture, config, mapped, device, dtype, quantize=quantize, keep_encoded=keep_encoded)
+    except (Exception, SystemExit) as error:
+        raise WeightsError(f"{architecture.name}'s weight mapper failed on this checkpoint: {describe_failure(error)}") from None
+    if not isinstance(mapped, Mapping):
+        raise PluginError(f"plugin {architecture.plugin or 'unknown'!r}: {architecture.name}'s weight mapper returned a "
+                          f"{type(mapped).__name__}, not a dict of tensors")
+    return compile_mapped(architecture, config, mapped, device, dtype, before_compile, quantize=quantize, keep_encoded=keep_encoded)
 
 
 def compile_mapped(
@@ -257,12 +277,14 @@ def compile_mapped(
     mapped: Mapping[str, Any],
     device: Device,
     dtype: DType,
+    before_compile: Callable[[], None] | None = None,
     *,
     quantize: str | None = None,
     keep_encoded: bool = True,
 ) -> tuple[CompiledHead, float]:
     """Checks already-mapped tensors against the model, compiles the decoding head and warms
-    it up; returns the compiled head and the compile time.
+    it up; returns the compiled head and the compile time. `before_compile` runs once every
+    check has passed.
 
     On the CPU with `keep_encoded`, encoded weights stay encoded where a module can hold
     them, and `quantize` encodes float ones (`quantization.prepare_weights`); otherwise
@@ -281,7 +303,10 @@ def compile_mapped(
 
     # Built lazily on the target device: random init is never materialised.
     with F.lazy(), default_dtype(dtype), default_device(device):
-        head = NextTokenHead(architecture.builder()(config))
+        model = call_plugin(architecture, f"{architecture.name}'s model builder", architecture.build_model, config)
+        if model is None:
+            raise PluginError(f"plugin {architecture.plugin or 'unknown'!r}: {architecture.name}'s model builder returned None")
+        head = NextTokenHead(model)
         expected = {name[len("model.") :]: tuple(int(d) for d in p.shape) for name, p in head.parameters}
         check_weights(expected, mapped)
         holders = {
@@ -297,6 +322,8 @@ def compile_mapped(
         for name, tensor in held.items():
             if isinstance(tensor, (QuantizedWeight, StackedRows)):
                 holders[name].hold_encoded(tensor)
+    if before_compile is not None:
+        before_compile()
     encoded = any(isinstance(t, (QuantizedWeight, StackedRows)) for t in held.values())
     torch_dtype = torch_dtype_for(dtype)
     weights: dict[str, Any] = {}

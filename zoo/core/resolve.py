@@ -16,12 +16,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .architecture import Architecture, Checkpoint, WeightFormat, resolve
-from .checkpoints.hf import find_weights, read_config, read_tensors
+from .architecture import Architecture, Checkpoint, WeightFormat, call_plugin, resolve
+from .checkpoints.hf import check_weights_path, find_weights, read_config, read_tensors
 from .checkpoints.sources import ModelSource, download, download_file, resolve_source
 from .checkpoints.tokenizer import has_tokenizer_files, load_tokenizer
 from .config import LIMITS, ModelConfig
-from .errors import ConfigError, DownloadError, UnsupportedModelError, WeightsError, ZooError
+from .errors import ConfigError, DownloadError, PluginError, UnsupportedModelError, WeightsError, ZooError, describe_failure
 from .registry import Registry
 
 
@@ -69,10 +69,9 @@ def _hf_config(source: ModelSource, registry: Registry) -> dict[str, Any]:
     if source.kind == "dir":
         return read_config(source.path)
     if alias is not None and alias.weights_file:
-        path = download_file(alias.repo_id, alias.weights_file)
-        return dict(resolve(weight_format_for(path, registry).read_config)(path))
+        return _file_config(download_file(alias.repo_id, alias.weights_file), registry)
     if source.kind == "file":
-        return dict(resolve(weight_format_for(source.path, registry).read_config)(source.path))
+        return _file_config(source.path, registry)
     return read_config(download_file(source.repo_id, "config.json").parent)
 
 
@@ -90,6 +89,11 @@ def _gguf_only_repo(source: ModelSource) -> ModelSource | None:
         return None
     filename, local = fetch_gguf(source.repo_id, None)
     return ModelSource(source.ref, "file", path=local, repo_id=source.repo_id, filename=filename)
+
+
+def _file_config(path: Path, registry: Registry) -> dict[str, Any]:
+    fmt = weight_format_for(path, registry)
+    return dict(call_plugin(fmt, f"weight format {fmt.name!r} reading {path.name}", fmt.read_config, path, returns=Mapping))
 
 
 def weight_format_for(path: Path, registry: Registry) -> WeightFormat:
@@ -130,7 +134,16 @@ def make_config(architecture: Architecture, hf_config: Mapping[str, Any]) -> Mod
         field = ".".join(str(p) for p in first.get("loc", ()))
         raise ConfigError(f"config.json does not fit {architecture.name}: {field}: {first.get('msg')}") from None
     except (KeyError, TypeError, ValueError, ArithmeticError) as error:
-        raise ConfigError(f"config.json does not fit {architecture.name}: {type(error).__name__}: {error}") from None
+        raise ConfigError(f"config.json does not fit {architecture.name}: {describe_failure(error)}") from None
+    except (Exception, SystemExit) as error:
+        raise PluginError(
+            f"plugin {architecture.plugin or 'unknown'!r}: {architecture.name}'s config reader failed: {describe_failure(error)}"
+        ) from None
+    if not isinstance(config, ModelConfig):
+        raise PluginError(
+            f"plugin {architecture.plugin or 'unknown'!r}: {architecture.name}'s config reader returned a "
+            f"{type(config).__name__}, not a ModelConfig"
+        )
     check_common(config)
     return config
 
@@ -152,6 +165,10 @@ def check_common(config: ModelConfig) -> None:
             raise ConfigError(f"{name} must be between 1 and {high}, got {value}")
     if config.n_heads % config.n_kv_heads:
         raise ConfigError(f"the head count ({config.n_heads}) is not a multiple of the key/value head count ({config.n_kv_heads})")
+    for token in config.eos_token_ids:
+        if token < 0:
+            raise ConfigError(f"eos token id must be non-negative, got {token}")
+    config.check()
 
 
 def read_checkpoint(
@@ -174,11 +191,17 @@ def read_checkpoint(
             path = download_file(alias.repo_id, alias.weights_file)
             if tokenizer is None and alias.tokenizer_file:
                 tokenizer = download_file(alias.repo_id, alias.tokenizer_file)
-        return resolve(weight_format_for(path, registry).load)(path, tokenizer)
+        fmt = weight_format_for(path, registry)
+        checkpoint = call_plugin(fmt, f"weight format {fmt.name!r} loading {path.name}", fmt.load, path, tokenizer, returns=Checkpoint)
+        if not isinstance(checkpoint.hf_config, Mapping) or not isinstance(checkpoint.tensors, Mapping):
+            raise PluginError(f"plugin {fmt.plugin or 'unknown'!r}: weight format {fmt.name!r} returned a malformed checkpoint")
+        return checkpoint
     folder = source.path if source.kind == "dir" else download(source.repo_id)
-    hf_config = resolved.hf_config if source.kind == "dir" else read_config(folder)  # the files, not an alias's copy
-    tensors = read_tensors(weights if weights is not None else find_weights(folder))
+    tensors = read_tensors(check_weights_path(weights) if weights is not None else find_weights(folder))
     tok = None
     if need_tokenizer or tokenizer is not None or has_tokenizer_files(folder):
         tok = load_tokenizer(tokenizer if tokenizer is not None else folder)
+    # A downloaded checkpoint runs with its own config.json; an alias's stored copy is for
+    # listing, `zoo info` and random-weight benches without a download.
+    hf_config = resolved.hf_config if source.kind == "dir" else read_config(folder)
     return Checkpoint(hf_config, tensors, tok, source=source.describe())

@@ -25,7 +25,7 @@ from types import ModuleType
 import pluggy
 
 from zoo.core.checkpoints.formats import CORE_FORMATS
-from zoo.core.errors import ZooError
+from zoo.core.errors import ZooError, describe_failure
 from zoo.core.registry import PluginCommand, Registry
 
 from . import hookspecs
@@ -43,13 +43,6 @@ def warn(message: str) -> None:
     print(f"zoo: warning: {message}", file=sys.stderr)
 
 
-def _describe(error: BaseException) -> str:
-    if isinstance(error, SystemExit):
-        return f"it called sys.exit({error.code!r})"
-    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
-
-
 def plugin_manager() -> pluggy.PluginManager:
     """A plugin manager holding the built-in and the importable third-party plugins."""
     pm = pluggy.PluginManager(hookspecs.PROJECT)
@@ -61,7 +54,7 @@ def plugin_manager() -> pluggy.PluginManager:
         try:
             pm.register(module, name=name)
         except Exception as error:  # pluggy refuses hooks with unknown arguments or names
-            warn(f"plugin {name!r} was skipped: {_describe(error)}")
+            warn(f"plugin {name!r} was skipped: {describe_failure(error)}")
     return pm
 
 
@@ -69,7 +62,7 @@ def _import(label: str, load: object) -> ModuleType | None:
     try:
         return load()  # type: ignore[operator]
     except (Exception, SystemExit) as error:
-        warn(f"{label} failed to import and was skipped: {_describe(error)}")
+        warn(f"{label} failed to import and was skipped: {describe_failure(error)}")
         return None
 
 
@@ -109,7 +102,7 @@ def build_registry(pm: pluggy.PluginManager) -> Registry:
             try:
                 impl.function(register=collected.append)
             except (Exception, SystemExit) as error:
-                warn(f"plugin {impl.plugin_name!r} failed in {hook_name} and was skipped: {_describe(error)}")
+                warn(f"plugin {impl.plugin_name!r} failed in {hook_name} and was skipped: {describe_failure(error)}")
                 continue
             for record in collected:
                 if hook_name == "register_commands":

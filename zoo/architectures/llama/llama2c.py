@@ -252,8 +252,8 @@ class Llama2cTokenizer:
         return [BOS, *tokens]
 
     def decode(self, ids: Sequence[int]) -> str:
-        """The text of `ids`, BOS and EOS left out; raw-byte pieces joined into UTF-8."""
-        data = b"".join(self._text[int(i)] for i in ids if int(i) not in (BOS, EOS))
+        """The text of `ids`, BOS, EOS and ids outside the vocabulary left out; raw-byte pieces joined into UTF-8."""
+        data = b"".join(self._text[int(i)] for i in ids if int(i) not in (BOS, EOS) and 0 <= int(i) < self.vocab_size)
         return data.decode("utf-8", errors="replace")
 
     def render_chat(self, messages: Sequence[dict[str, str]]) -> str:

@@ -46,15 +46,79 @@ def rope_settings(hf: Mapping[str, Any]) -> tuple[float, dict[str, Any]]:
     theta = params.get("rope_theta", hf.get("rope_theta", 10000.0))
     merged = {**scaling, **params}
     merged.pop("rope_theta", None)
-    kind = merged.pop("rope_type", None) or merged.pop("type", None) or "default"
-    merged.pop("type", None)
-    if kind not in SUPPORTED:
-        raise UnsupportedModelError(f"rope scaling type {kind!r} is not supported (supported: {', '.join(SUPPORTED)})")
+    kind = merged.pop("rope_type", None)
+    legacy = merged.pop("type", None)
+    kind = legacy if kind is None else kind
+    kind = "default" if kind is None else kind
+    if not isinstance(kind, str) or kind not in SUPPORTED:
+        from zoo.core.config import show
+
+        raise UnsupportedModelError(f"rope scaling type {show(kind)} is not supported (supported: {', '.join(SUPPORTED)})")
+    _check_fields(kind, merged)
     if isinstance(theta, bool) or not isinstance(theta, (int, float)) or not theta > 0 or not math.isfinite(theta):
         from zoo.core.errors import ConfigError
 
         raise ConfigError(f"config.json: rope_theta must be a positive number, got {theta!r}")
     return float(theta), ({} if kind == "default" else {"rope_type": kind, **merged})
+
+
+# Per rope type: the fields it needs (and optional ones) and what each must be.
+_FIELDS: dict[str, dict[str, tuple[bool, str]]] = {
+    "linear": {"factor": (True, "positive")},
+    "llama3": {
+        "factor": (True, "positive"), "low_freq_factor": (True, "positive"), "high_freq_factor": (True, "positive"),
+        "original_max_position_embeddings": (True, "count"),
+    },
+    "longrope": {
+        "short_factor": (True, "factors"), "long_factor": (True, "factors"), "original_max_position_embeddings": (True, "count"),
+        "factor": (False, "positive"), "attention_factor": (False, "positive"),
+    },
+}
+
+
+def _check_fields(kind: str, scaling: Mapping[str, Any]) -> None:
+    """Each field the rope type uses is present and a number of the right kind (one-line ConfigError)."""
+    from zoo.core.config import show
+    from zoo.core.errors import ConfigError
+
+    def number(value: Any) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+    for name, (required, rule) in _FIELDS.get(kind, {}).items():
+        value = scaling.get(name)
+        if value is None:
+            if required:
+                raise ConfigError(f"config.json: {kind} rope scaling lacks {name!r}")
+            continue
+        if rule == "positive":
+            ok = number(value) and value > 0
+        elif rule == "count":
+            ok = number(value) and float(value).is_integer() and 1 <= value <= (1 << 24)
+        else:
+            ok = isinstance(value, list) and len(value) > 0 and all(number(v) and v > 0 for v in value)
+        if not ok:
+            wanted = {"positive": "a positive number", "count": "a positive integer", "factors": "a list of positive numbers"}[rule]
+            raise ConfigError(f"config.json: {kind} rope scaling {name} must be {wanted}, got {show(value)}")
+    if kind == "llama3" and not scaling["high_freq_factor"] > scaling["low_freq_factor"]:
+        raise ConfigError(
+            f"config.json: llama3 rope scaling needs high_freq_factor ({scaling['high_freq_factor']}) "
+            f"> low_freq_factor ({scaling['low_freq_factor']})"
+        )
+
+
+def check_spec(make: Any, kind: str) -> RotarySpec:
+    """Runs `make()` (building a `RotarySpec`) and checks that every frequency and scale is finite and positive."""
+    from zoo.core.errors import ConfigError
+
+    try:
+        with np.errstate(all="ignore"):
+            spec = make()
+    except (KeyError, TypeError, ValueError, ArithmeticError) as error:
+        raise ConfigError(f"config.json: {kind} rope scaling is malformed ({type(error).__name__}: {error})") from None
+    values = [*spec.inv_freq, *(spec.long_inv_freq or ()), spec.attention_scaling]
+    if not all(math.isfinite(v) and v > 0 for v in values):
+        raise ConfigError(f"config.json: {kind} rope scaling gives non-finite or non-positive rotary frequencies")
+    return spec
 
 
 def _base_inv_freq(dim: int, theta: float) -> np.ndarray:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +48,8 @@ def resolve_source(ref: str, registry: Registry) -> ModelSource:
     Q4_K_M, or a file name); a folder of GGUF files without a config.json is one of them."""
     from .gguf_hub import fetch_gguf, folder_gguf, split_tag
 
+    if not ref.strip() or "\x00" in ref:
+        raise ModelNotFoundError(f"{ref!r} is not a model name (`zoo list` shows every model)")
     path = Path(ref).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file() and any(path.glob("*.gguf")):
@@ -82,24 +86,41 @@ def download(repo_id: str) -> Path:
 
     local = not hub_reachable()
     try:
-        folder = Path(snapshot_download(repo_id, allow_patterns=_HUB_PATTERNS, local_files_only=local))
-        if not any(folder.glob("*.safetensors")):
-            folder = Path(
-                snapshot_download(repo_id, allow_patterns=_HUB_PATTERNS + _HUB_FALLBACK_PATTERNS, local_files_only=local)
-            )
+        with _quiet_hub():
+            folder = Path(snapshot_download(repo_id, allow_patterns=_HUB_PATTERNS, local_files_only=local))
+            if not any(folder.glob("*.safetensors")):
+                patterns = _HUB_PATTERNS + _HUB_FALLBACK_PATTERNS
+                folder = Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=local))
     except Exception as error:
         raise DownloadError(_download_failure(repo_id, error)) from None
     return folder
 
 
 def download_file(repo_id: str, filename: str) -> Path:
-    """Fetches one file of a hub repo into the HF cache (or finds it there)."""
+    """Fetches one file of a hub repo into the HF cache (or finds it there); when the hub
+    cannot be reached, only the cache is used."""
     from huggingface_hub import hf_hub_download
 
+    local = not hub_reachable()
     try:
-        return Path(hf_hub_download(repo_id, filename, local_files_only=not hub_reachable()))
+        with _quiet_hub():
+            return Path(hf_hub_download(repo_id, filename, local_files_only=local))
     except Exception as error:
         raise DownloadError(_download_failure(f"{repo_id}/{filename}", error)) from None
+
+
+@contextmanager
+def _quiet_hub() -> Iterator[None]:
+    """huggingface_hub's retry warnings stay off stderr (zoo reports the failure itself)."""
+    from huggingface_hub.utils import logging
+
+    logger = logging.get_logger("huggingface_hub")
+    level = logger.level
+    logger.setLevel(max(level, 40))
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 _REACHABLE: dict[str, bool] = {}

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
-from zoo.core.errors import TokenizerError, ZooError
+from zoo.core.errors import TokenizerError, ZooError, describe_failure
 
 Message = dict[str, str]
 
@@ -82,7 +83,9 @@ class SentencePieceTokenizer:
         return ([self.bos_token_id] if self.bos_token_id is not None else []) + ids
 
     def decode(self, ids: Sequence[int]) -> str:
-        return self.sp.decode([int(i) for i in ids])
+        """Text for `ids`; ids outside the tokenizer's vocabulary (a model's padded rows) are left out."""
+        size = self.vocab_size
+        return self.sp.decode([int(i) for i in ids if 0 <= int(i) < size])
 
     def render_chat(self, messages: Sequence[Message]) -> str:
         raise TokenizerError("this model's tokenizer has no chat template")
@@ -95,32 +98,88 @@ def has_tokenizer_files(folder: Path) -> bool:
     return any((folder / name).is_file() for name in TOKENIZER_FILES)
 
 
+# Files transformers may read from a tokenizer folder; each must really lie inside it.
+_FOLDER_FILES = (
+    *TOKENIZER_FILES, "merges.txt", "special_tokens_map.json", "added_tokens.json", "chat_template.jinja",
+    "chat_template.json", "config.json", "generation_config.json", "vocab.txt", "spiece.model",
+)
+
+
+def check_tokenizer_folder(folder: Path) -> None:
+    """Refuses a tokenizer folder whose files point outside it (symlinks, or file paths in
+    `tokenizer_config.json`), so that loading it opens nothing else."""
+    from .hf import confined_file, read_json
+
+    for name in _FOLDER_FILES:
+        path = folder / name
+        if path.exists() or path.is_symlink():
+            confined_file(folder, path, "tokenizer file", TokenizerError)
+    settings_path = folder / "tokenizer_config.json"
+    if not settings_path.is_file():
+        return
+    settings = read_json(settings_path, "tokenizer config", TokenizerError)
+    if not isinstance(settings, dict):
+        raise TokenizerError(f"{settings_path} must hold a JSON object, not {type(settings).__name__}")
+    for key, value in settings.items():
+        if isinstance(key, str) and key.endswith(("_file", "_files")) and isinstance(value, str) and value:
+            named = Path(value)
+            if named.is_absolute() or ".." in named.parts:
+                raise TokenizerError(f"{settings_path}: {key} names {value!r}, outside the tokenizer folder; refusing to read it")
+
+
 def load_tokenizer(path: Path) -> Tokenizer:
     """Loads the tokenizer in `path`: a model directory, `tokenizer.json` or a sentencepiece `.model`."""
+    if not path.exists():
+        raise TokenizerError(f"tokenizer path {path} does not exist")
+    if not path.is_file() and not path.is_dir():
+        raise TokenizerError(f"tokenizer path {path} is neither a file nor a directory")
     try:
-        if path.is_file():
-            if path.suffix == ".model":
-                return SentencePieceTokenizer(path)
-            if path.name.endswith(".json"):
-                from transformers import PreTrainedTokenizerFast
-
-                return HFTokenizer(PreTrainedTokenizerFast(tokenizer_file=str(path)))
-            raise TokenizerError(f"unrecognised tokenizer file {path} (expected tokenizer.json or a sentencepiece .model)")
-        if (path / "tokenizer.json").is_file() or (path / "tokenizer_config.json").is_file():
-            from transformers import AutoTokenizer
-
-            return HFTokenizer(AutoTokenizer.from_pretrained(str(path)))
-        if (path / "vocab.json").is_file() and (path / "merges.txt").is_file():
-            from transformers import GPT2TokenizerFast
-
-            return HFTokenizer(GPT2TokenizerFast.from_pretrained(str(path)))
-        if (path / "tokenizer.model").is_file():
-            return SentencePieceTokenizer(path / "tokenizer.model")
+        with _quiet_transformers():
+            return _load(path)
     except ZooError:
         raise
     except Exception as error:
-        text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise TokenizerError(f"cannot load the tokenizer from {path}: {text}") from None
+        raise TokenizerError(f"cannot load the tokenizer from {path}: {describe_failure(error)}") from None
+
+
+def _load(path: Path) -> Tokenizer:
+    """The tokenizer at `path` (the checks done)."""
+    if path.is_dir():
+        check_tokenizer_folder(path)
+    if path.is_file():
+        if path.suffix == ".model":
+            return SentencePieceTokenizer(path)
+        if path.name.endswith(".json"):
+            from transformers import PreTrainedTokenizerFast
+
+            return HFTokenizer(PreTrainedTokenizerFast(tokenizer_file=str(path)))
+        raise TokenizerError(f"unrecognised tokenizer file {path} (expected tokenizer.json or a sentencepiece .model)")
+    if (path / "tokenizer.json").is_file() or (path / "tokenizer_config.json").is_file():
+        from transformers import AutoTokenizer
+
+        return HFTokenizer(AutoTokenizer.from_pretrained(str(path), trust_remote_code=False))
+    if (path / "vocab.json").is_file() and (path / "merges.txt").is_file():
+        from transformers import GPT2TokenizerFast
+
+        return HFTokenizer(GPT2TokenizerFast.from_pretrained(str(path)))
+    if (path / "tokenizer.model").is_file():
+        return SentencePieceTokenizer(path / "tokenizer.model")
     raise TokenizerError(
         f"no tokenizer in {path} (tokenizer.json, vocab.json + merges.txt or tokenizer.model); pass --tokenizer PATH"
     )
+
+
+@contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """transformers' warnings while a tokenizer loads (about config fields it reads) stay off stderr."""
+    try:
+        from transformers.utils import logging
+    except ImportError:
+        yield
+        return
+    level = logging.get_verbosity()
+    logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        logging.set_verbosity(level)

@@ -46,9 +46,15 @@ def encode_prompts(tokenizer: Tokenizer, config: ModelConfig, prompts: Sequence[
             raise PromptError(f"{label} must be a string, got {type(prompt).__name__}")
         if not prompt.strip():
             raise PromptError(f"{label} is empty")
+        try:
+            prompt.encode("utf-8")
+        except UnicodeEncodeError:
+            raise PromptError(f"{label} is not valid text (it holds bytes that are not UTF-8)") from None
         ids = tokenizer.encode(prompt)
         if not ids:
             raise PromptError(f"{label} is empty after tokenization")
+        if config.context_length < 2:
+            raise PromptError(f"the model's context is {config.context_length} token, which leaves no room to generate")
         if len(ids) >= config.context_length:
             raise PromptError(
                 f"{label} is {len(ids)} tokens but the model's context is {config.context_length}; "
@@ -59,6 +65,47 @@ def encode_prompts(tokenizer: Tokenizer, config: ModelConfig, prompts: Sequence[
             raise PromptError(f"{label} has token id {bad[0]}, outside the model's vocabulary of {config.vocab_size}")
         encoded.append(ids)
     return encoded
+
+
+def batch_bytes(config: ModelConfig, lengths: Sequence[int], new_tokens: int, itemsize: int = 4) -> int:
+    """About how much host memory generating for prompts of `lengths` takes at its peak:
+    the KV cache, the prefill's attention masks and scores, and the logits (float32 from the
+    graph, float64 while sampling)."""
+    batch, width = len(lengths), max(lengths)
+    capacity = min(config.context_length, width + new_tokens)
+    cache = batch * capacity * config.n_layers * 2 * config.n_kv_heads * config.head_dim * itemsize
+    masks = batch * width * (width + 1) * 4 * (2 if config.has_sliding_window else 1)
+    scores = batch * config.n_heads * width * width * 4
+    logits = batch * config.vocab_size * (4 + 4 + 8 + 8)
+    hidden = batch * width * max(config.hidden_size, getattr(config, "intermediate_size", 0) * 2) * 4 * 2
+    return cache + masks + scores + logits + hidden
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (Linux's MemAvailable), or None if unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def check_batch_memory(config: ModelConfig, lengths: Sequence[int], new_tokens: int, itemsize: int = 4) -> None:
+    """Refuses a batch that cannot fit in memory, before anything is allocated or compiled."""
+    available = available_memory()
+    if available is None or not lengths:
+        return
+    needed = batch_bytes(config, lengths, new_tokens, itemsize)
+    if needed > available:
+        gib = 1 << 30
+        raise PromptError(
+            f"a batch of {len(lengths)} prompts (up to {max(lengths)} tokens, {new_tokens} new) needs about "
+            f"{needed / gib:.1f} GiB but {available / gib:.1f} GiB of memory is available; run fewer prompts at a time "
+            "or lower --max-new-tokens"
+        )
 
 
 class TextGenerator:
@@ -80,6 +127,7 @@ class TextGenerator:
         """Yields `(row, new_text)` as tokens arrive; `self.completions` holds the results."""
         options.check()
         encoded = encode_prompts(self.tokenizer, self.model.config, prompts)
+        check_batch_memory(self.model.config, [len(ids) for ids in encoded], options.max_new_tokens, self._itemsize())
         self.completions = [Completion(p, ids, self.tokenizer.decode(ids)) for p, ids in zip(prompts, encoded)]
         eos = set() if options.ignore_eos else set(self.tokenizer.eos_token_ids)
         hold = max((len(s) for s in options.stop), default=1) - 1
@@ -107,6 +155,10 @@ class TextGenerator:
                 if delta:
                     completion.emitted += len(delta)
                     yield row, delta
+
+    def _itemsize(self) -> int:
+        dtype = getattr(self.model, "dtype", None)
+        return int(getattr(dtype, "size_in_bytes", 4) or 4)
 
     def generate(self, prompts: Sequence[str], options: SamplingOptions) -> list[Completion]:
         for _ in self.stream(prompts, options):

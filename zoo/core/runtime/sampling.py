@@ -67,8 +67,10 @@ class SamplingOptions(BaseModel):
             raise OptionsError(f"--top-p must be in (0, 1], got {self.top_p}")
         if not 0.0 <= self.min_p <= 1.0:
             raise OptionsError(f"--min-p must be in [0, 1], got {self.min_p}")
-        if not self.repetition_penalty > 0.0:
-            raise OptionsError(f"--repetition-penalty must be > 0, got {self.repetition_penalty}")
+        if not (self.repetition_penalty > 0.0 and np.isfinite(self.repetition_penalty)):
+            raise OptionsError(f"--repetition-penalty must be a finite number > 0, got {self.repetition_penalty}")
+        if self.seed is not None and self.seed < 0:
+            raise OptionsError(f"--seed must be a non-negative integer, got {self.seed}")
         if any(s == "" for s in self.stop):
             raise OptionsError("--stop strings must not be empty")
         return self
