@@ -18,7 +18,7 @@ from conftest import STORIES
 from gguf_fixtures import FAMILIES, GGUF_DATA, LLAMACPP_BIN, TEXT, build_all, llamacpp_perplexity
 from zoo.core.architecture import Checkpoint
 from zoo.core.checkpoints.gguf_vocab import tokenizer_fields
-from zoo.core.checkpoints.gguf_writer import family_for, write_gguf
+from zoo.core.checkpoints.gguf_writer import layout_for, write_gguf
 from zoo.core.checkpoints.hf import find_weights, read_config, read_tensors
 from zoo.core.checkpoints.quantize import quantize_model
 from zoo.core.checkpoints.tokenizer import load_tokenizer
@@ -78,15 +78,16 @@ def test_k_quant_files_have_llama_quantizes_type_mix(registry, tmp_path, target,
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))
-def test_every_family_is_written_as_the_converter_writes_it(tmp_path, family):
+def test_every_family_is_written_as_the_converter_writes_it(registry, tmp_path, family):
     """Metadata, tensor names, shapes and float32 bytes equal the converter's file, for the
     families zoo runs and the ones it is getting (written from the HF folder directly)."""
     folder, theirs = build_all([family])[family]
     hf = read_config(folder)
     tensors = read_tensors(find_weights(folder))
     checkpoint = Checkpoint(hf, tensors, load_tokenizer(folder), source=str(folder))
-    gguf_arch = family_for(hf["architectures"][0]).gguf_arch
-    out = write_gguf(hf, tensors, tmp_path / "ours.gguf", "f32", tokenizer_fields(checkpoint, folder, hf, gguf_arch), family).path
+    layout = layout_for(registry.architecture(hf["architectures"][0]), registry)
+    fields = tokenizer_fields(checkpoint, folder, hf, layout)
+    out = write_gguf(layout, hf, tensors, tmp_path / "ours.gguf", "f32", fields, family).path
     assert_same_file(out, theirs)
 
 

@@ -17,6 +17,7 @@ from .config import ModelConfig
 from .errors import PluginError, ZooError, describe_failure
 
 if TYPE_CHECKING:
+    from .checkpoints.gguf_layout import GGUFLayout
     from .checkpoints.tokenizer import Tokenizer
 
 # A weight mapper: (checkpoint tensors by HF name, config) -> tensors by zoo module name.
@@ -73,7 +74,8 @@ class Architecture:
     `name` is the HF `architectures` value in `config.json` (e.g. `GPT2LMHeadModel`).
     `reference` is the transformers model class `zoo verify` compares against
     (`"transformers:Name"`, by default the class named `name`), and `variants`
-    the small configs it builds for that comparison.
+    the small configs it builds for that comparison. `gguf` says how llama.cpp's
+    GGUF files of the architecture are laid out, if zoo reads and writes them.
     """
 
     name: str
@@ -84,6 +86,7 @@ class Architecture:
     plugin: str = ""
     reference: str = ""
     variants: tuple[Variant, ...] = ()
+    gguf: GGUFLayout | None = None
 
     def builder(self) -> ModelBuilder:
         return resolve(self.build_model)
@@ -134,11 +137,14 @@ class WeightFormat:
     returns its HF-style `config.json` dict cheaply (no tensors), and
     `load(path, tokenizer_path)` reads it into a `Checkpoint` whose config and
     tensor names follow HF, so the architecture's own mapper applies.
+    With `with_registry`, both also get the registry as their last argument
+    (a format whose files hold many architectures asks theirs).
     """
 
     name: str
     matches: Callable[[Path], bool] | str
-    load: Callable[[Path, Path | None], Checkpoint] | str
-    read_config: Callable[[Path], dict[str, Any]] | str
+    load: Callable[..., Checkpoint] | str
+    read_config: Callable[..., dict[str, Any]] | str
     description: str = ""
     plugin: str = ""
+    with_registry: bool = False

@@ -93,6 +93,12 @@ def _callable_or_path(value: Any) -> bool:
     return callable(value) or (isinstance(value, str) and value.count(":") == 1 and all(value.split(":")))
 
 
+def _gguf_layout(value: Any) -> bool:
+    from .checkpoints.gguf_layout import GGUFLayout
+
+    return value is None or isinstance(value, GGUFLayout)
+
+
 _CHECKS: dict[str, Callable[[Any], bool]] = {
     "name": lambda v: isinstance(v, str) and bool(v.strip()),
     "config_class": lambda v: isinstance(v, type) and issubclass(v, ModelConfig),
@@ -103,6 +109,8 @@ _CHECKS: dict[str, Callable[[Any], bool]] = {
     "matches": _callable_or_path,
     "load": _callable_or_path,
     "read_config": _callable_or_path,
+    "gguf": _gguf_layout,
+    "with_registry": lambda v: isinstance(v, bool),
 }
 
 

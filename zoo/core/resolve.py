@@ -93,7 +93,8 @@ def _gguf_only_repo(source: ModelSource) -> ModelSource | None:
 
 def _file_config(path: Path, registry: Registry) -> dict[str, Any]:
     fmt = weight_format_for(path, registry)
-    return dict(call_plugin(fmt, f"weight format {fmt.name!r} reading {path.name}", fmt.read_config, path, returns=Mapping))
+    args = (path, registry) if fmt.with_registry else (path,)
+    return dict(call_plugin(fmt, f"weight format {fmt.name!r} reading {path.name}", fmt.read_config, *args, returns=Mapping))
 
 
 def weight_format_for(path: Path, registry: Registry) -> WeightFormat:
@@ -192,7 +193,8 @@ def read_checkpoint(
             if tokenizer is None and alias.tokenizer_file:
                 tokenizer = download_file(alias.repo_id, alias.tokenizer_file)
         fmt = weight_format_for(path, registry)
-        checkpoint = call_plugin(fmt, f"weight format {fmt.name!r} loading {path.name}", fmt.load, path, tokenizer, returns=Checkpoint)
+        args = (path, tokenizer, registry) if fmt.with_registry else (path, tokenizer)
+        checkpoint = call_plugin(fmt, f"weight format {fmt.name!r} loading {path.name}", fmt.load, *args, returns=Checkpoint)
         if not isinstance(checkpoint.hf_config, Mapping) or not isinstance(checkpoint.tensors, Mapping):
             raise PluginError(f"plugin {fmt.plugin or 'unknown'!r}: weight format {fmt.name!r} returned a malformed checkpoint")
         return checkpoint

@@ -13,11 +13,13 @@ from zoo.core.checkpoints.mapping import SANDWICH_NORMS, map_llama_style
 from zoo.plugins.hookspecs import hookimpl
 
 from .config import Gemma2Config
+from .gguf import LAYOUT
 
 ARCHITECTURE = Architecture(
     name="Gemma2ForCausalLM",
     config_class=Gemma2Config,
     map_weights=partial(map_llama_style, norms=SANDWICH_NORMS),
+    gguf=LAYOUT,
     description="Gemma 2: sandwich (1+w) RMSNorms, GeGLU, soft-capped attention and logits, local/global layers",
     variants=(
         # Small caps so that soft-capping changes the logits; a window shorter than the prompts;

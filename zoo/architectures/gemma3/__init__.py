@@ -14,11 +14,13 @@ from zoo.core.checkpoints.mapping import SANDWICH_NORMS, map_llama_style
 from zoo.plugins.hookspecs import hookimpl
 
 from .config import Gemma3Config
+from .gguf import LAYOUT
 
 ARCHITECTURE = Architecture(
     name="Gemma3ForCausalLM",
     config_class=Gemma3Config,
     map_weights=partial(map_llama_style, norms=SANDWICH_NORMS),
+    gguf=LAYOUT,
     description="Gemma 3 (text): sandwich (1+w) RMSNorms, q/k norms, GeGLU, local/global layers with two rope bases",
     variants=(
         # A window shorter than the prompts, a local rope base far from the global one, linear

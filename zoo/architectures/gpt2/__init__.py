@@ -6,11 +6,13 @@ from zoo.core.architecture import Architecture, ModelAlias, Variant
 from zoo.plugins.hookspecs import hookimpl
 
 from .config import GPT2Config
+from .gguf import LAYOUT
 
 ARCHITECTURE = Architecture(
     name="GPT2LMHeadModel",
     config_class=GPT2Config,
     map_weights="zoo.architectures.gpt2.weights:map_weights",
+    gguf=LAYOUT,
     description="OpenAI GPT-2: learned positions, LayerNorm, GELU MLP, tied embeddings",
     variants=(
         Variant("odd-heads-exact-gelu", {

@@ -6,6 +6,7 @@ from zoo.core.architecture import Architecture, ModelAlias, Variant
 from zoo.plugins.hookspecs import hookimpl
 
 from .config import GPTNeoXConfig
+from .gguf import LAYOUT
 
 _TINY = {
     "architectures": ["GPTNeoXForCausalLM"], "model_type": "gpt_neox", "vocab_size": 50257, "hidden_size": 48,
@@ -17,6 +18,7 @@ ARCHITECTURE = Architecture(
     name="GPTNeoXForCausalLM",
     config_class=GPTNeoXConfig,
     map_weights="zoo.architectures.gpt_neox.weights:map_weights",
+    gguf=LAYOUT,
     description="GPT-NeoX / Pythia: parallel residual, LayerNorm, partial rotary, interleaved fused QKV, GELU MLP",
     variants=(
         # Pythia's layout: old rope names, a quarter of each 24-dimension head rotating,

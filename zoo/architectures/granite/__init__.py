@@ -9,11 +9,13 @@ from zoo.core.architecture import Architecture, ModelAlias, Variant
 from zoo.plugins.hookspecs import hookimpl
 
 from .config import GraniteConfig
+from .gguf import LAYOUT
 
 ARCHITECTURE = Architecture(
     name="GraniteForCausalLM",
     config_class=GraniteConfig,
     map_weights="zoo.core.checkpoints.mapping:map_llama_style",
+    gguf=LAYOUT,
     description="Granite: Llama with embedding, attention, residual and logits multipliers",
     variants=(
         # granite-3.3-2b's multipliers and tied embeddings, an attention scale (1/16) that is

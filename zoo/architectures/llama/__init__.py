@@ -11,6 +11,7 @@ from zoo.core.architecture import Architecture, ModelAlias, Variant, WeightForma
 from zoo.plugins.hookspecs import hookimpl
 
 from .config import LlamaConfig
+from .gguf import LAYOUT
 
 _TINY = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "max_position_embeddings": 128}
 
@@ -18,6 +19,7 @@ ARCHITECTURE = Architecture(
     name="LlamaForCausalLM",
     config_class=LlamaConfig,
     map_weights="zoo.core.checkpoints.mapping:map_llama_style",
+    gguf=LAYOUT,
     description="Llama: rotary positions, RMSNorm, grouped-query attention, SwiGLU",
     variants=(
         Variant("gqa-biases-llama3-rope-untied", {

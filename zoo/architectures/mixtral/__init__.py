@@ -10,11 +10,13 @@ from zoo.core.architecture import Architecture, ModelAlias, Variant
 from zoo.plugins.hookspecs import hookimpl
 
 from .config import MixtralConfig
+from .gguf import LAYOUT
 
 ARCHITECTURE = Architecture(
     name="MixtralForCausalLM",
     config_class=MixtralConfig,
     map_weights="zoo.core.checkpoints.mapping:map_llama_style",
+    gguf=LAYOUT,
     description="Mixtral: Llama attention with a top-k routed mixture of SwiGLU experts",
     variants=(
         Variant("4-experts-top2-gqa", {

@@ -14,11 +14,13 @@ from zoo.core.checkpoints.mapping import POST_NORMS, map_llama_style
 from zoo.plugins.hookspecs import hookimpl
 
 from .config import Olmo2Config
+from .gguf import LAYOUT
 
 ARCHITECTURE = Architecture(
     name="Olmo2ForCausalLM",
     config_class=Olmo2Config,
     map_weights=partial(map_llama_style, norms=POST_NORMS),
+    gguf=LAYOUT,
     description="OLMo 2: RMSNorms after attention and MLP, q/k RMSNorm over the whole projection, SwiGLU",
     variants=(
         # GQA (the 1B is multi-head; the k norm spans all kv heads either way), untied as on the Hub;

@@ -11,11 +11,13 @@ from zoo.core.architecture import Architecture, ModelAlias, Variant
 from zoo.plugins.hookspecs import hookimpl
 
 from .config import Phi3Config
+from .gguf import LAYOUT
 
 ARCHITECTURE = Architecture(
     name="Phi3ForCausalLM",
     config_class=Phi3Config,
     map_weights="zoo.core.checkpoints.mapping:map_llama_style",
+    gguf=LAYOUT,
     description="Phi-3 / Phi-4-mini: fused qkv and gate_up, partial rotary, LongRoPE, sliding window",
     variants=(
         # LongRoPE switching at 12: the 14-token prompt runs on the long factors from its

@@ -13,11 +13,13 @@ from zoo.core.architecture import Architecture, ModelAlias, Variant
 from zoo.plugins.hookspecs import hookimpl
 
 from .config import Qwen2Config
+from .gguf import LAYOUT
 
 ARCHITECTURE = Architecture(
     name="Qwen2ForCausalLM",
     config_class=Qwen2Config,
     map_weights="zoo.core.checkpoints.mapping:map_llama_style",
+    gguf=LAYOUT,
     description="Qwen 2 / 2.5: Llama with q/k/v biases, tied embeddings when small, optional upper-layer sliding window",
     variants=(
         # Layer 0 attends fully, layer 1 over a 4-token window (max_window_layers 1); prompts of 9

@@ -14,11 +14,13 @@ from zoo.core.architecture import Architecture, ModelAlias, Variant
 from zoo.plugins.hookspecs import hookimpl
 
 from .config import Qwen3Config
+from .gguf import LAYOUT
 
 ARCHITECTURE = Architecture(
     name="Qwen3ForCausalLM",
     config_class=Qwen3Config,
     map_weights="zoo.core.checkpoints.mapping:map_llama_style",
+    gguf=LAYOUT,
     description="Qwen 3: per-head query/key RMSNorm before rotary, independent head_dim, grouped-query attention",
     variants=(
         # head_dim 12 while hidden / heads is 8; tied as the small hub models are; GPT-2's vocabulary.

@@ -14,11 +14,13 @@ from zoo.core.architecture import Architecture, ModelAlias, Variant
 from zoo.plugins.hookspecs import hookimpl
 
 from .config import Qwen3MoeConfig
+from .gguf import LAYOUT
 
 ARCHITECTURE = Architecture(
     name="Qwen3MoeForCausalLM",
     config_class=Qwen3MoeConfig,
     map_weights="zoo.core.checkpoints.mapping:map_llama_style",
+    gguf=LAYOUT,
     description="Qwen 3 MoE: Qwen 3 attention with top-k routed SwiGLU experts (optionally renormalised)",
     variants=(
         # Layer 0 dense (mlp_only_layers), layer 1 four experts, top-2, not renormalised; head_dim 12;

@@ -1,7 +1,8 @@
 """GGUF files (llama.cpp's format) read as HF checkpoints: config, tokenizer and tensors.
 
-The metadata becomes a HF `config.json` dict through the family table
-(`gguf_families`), the tokenizer is built by transformers' GGUF converters
+The metadata becomes a HF `config.json` dict through the `GGUFLayout` that a
+registered architecture declares for the file's `general.architecture`
+(`gguf_layout`), the tokenizer is built by transformers' GGUF converters
 (`gguf_tokenizer`), and every tensor gets its HF name back (through `gguf`'s
 own name map), with llama.cpp's converter changes undone, so the
 architecture's own weight mapper applies. F32/F16/BF16 tensors come back as
@@ -14,15 +15,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from zoo.core.architecture import Checkpoint
 from zoo.core.errors import UnsupportedModelError, WeightsError
 
-from .gguf_families import BY_GGUF_ARCH, Family
+from .gguf_layout import GGUFLayout
 from .quantized import ENCODINGS, QuantizedWeight
+
+if TYPE_CHECKING:
+    from zoo.core.registry import Registry
 
 MAGIC = b"GGUF"
 FLOAT_TYPES = ("F32", "F16", "BF16")
@@ -87,17 +91,27 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def family_of(file: GGUFFile) -> Family:
-    family = BY_GGUF_ARCH.get(file.arch)
-    if family is None:
-        known = ", ".join(sorted(BY_GGUF_ARCH))
+def layout_of(file: GGUFFile, registry: Registry | None = None) -> tuple[str, GGUFLayout]:
+    """The registered architecture (HF name) whose GGUF layout reads `file`, and that layout.
+
+    Where several declare the file's llama.cpp architecture, the one whose `for_experts`
+    says whether the file has experts is chosen."""
+    if registry is None:
+        from zoo.core.resolve import default_registry
+
+        registry = default_registry()
+    layouts = [(a.name, a.gguf) for a in registry.architectures.values() if a.gguf is not None]
+    found = [(name, layout) for name, layout in layouts if layout.gguf_arch == file.arch]
+    if not found:
+        known = ", ".join(sorted({layout.gguf_arch for _, layout in layouts})) or "none"
         raise UnsupportedModelError(f"GGUF architecture {file.arch or 'unnamed'!r} is not supported (supported: {known})")
-    return family
+    has_experts = bool(file.arch_value("expert_count", 0))
+    return min(found, key=lambda item: item[1].for_experts != has_experts)
 
 
-def hf_config(file: GGUFFile) -> dict[str, Any]:
+def hf_config(file: GGUFFile, registry: Registry | None = None) -> dict[str, Any]:
     """The HF `config.json` the file was converted from, as far as its metadata tells."""
-    family = family_of(file)
+    architecture, family = layout_of(file, registry)
     config: dict[str, Any] = {}
     for key, hf_name in family.config.items():
         value = file.arch_value(key)
@@ -107,17 +121,14 @@ def hf_config(file: GGUFFile) -> dict[str, Any]:
             config[hf_name] = value
     for hf_name, value in family.defaults.items():
         config.setdefault(hf_name, value)
-    architecture, model_type = family.architecture, family.model_type
-    if family.moe_architecture and file.arch_value("expert_count", 0):
-        architecture, model_type = family.moe_architecture
     embed = file.tensor_shape(_gguf_name(family, family.top[0]) + ".weight")
     if embed is None:
         raise WeightsError(f"{file.path} has no token embedding tensor")
-    config.update(architectures=[architecture], model_type=model_type, vocab_size=embed[0])
+    config.update(architectures=[architecture], model_type=family.model_type, vocab_size=embed[0])
     config["tie_word_embeddings"] = "output.weight" not in file.tensors
     if any(name.endswith(".attn_q.bias") for name in file.tensors):
         config["attention_bias"] = True
-    if any(name.endswith((".ffn_up.bias", ".ffn_down.bias")) for name in file.tensors) and family.architecture != "GPT2LMHeadModel":
+    if any(name.endswith((".ffn_up.bias", ".ffn_down.bias")) for name in file.tensors) and family.mlp_bias_flag:
         config["mlp_bias"] = True
     _rope_scaling(file, config)
     _special_tokens(file, config)
@@ -160,16 +171,16 @@ def _special_tokens(file: GGUFFile, config: dict[str, Any]) -> None:
         config["eos_token_id"] = eos[0] if len(eos) == 1 else eos
 
 
-def read_config(path: Path) -> dict[str, Any]:
+def read_config(path: Path, registry: Registry | None = None) -> dict[str, Any]:
     """The HF-style `config.json` of a GGUF file, from its metadata alone."""
-    return hf_config(GGUFFile(path))
+    return hf_config(GGUFFile(path), registry)
 
 
-def _gguf_name(family: Family, hf_name: str) -> str:
+def _gguf_name(family: GGUFLayout, hf_name: str) -> str:
     return gguf_names(family, 1).get(hf_name, hf_name)
 
 
-def gguf_names(family: Family, n_layers: int) -> dict[str, str]:
+def gguf_names(family: GGUFLayout, n_layers: int) -> dict[str, str]:
     """HF tensor name -> GGUF tensor name (both without .weight/.bias), by `gguf`'s name map."""
     from gguf import MODEL_ARCH_NAMES, get_tensor_name_map
 
@@ -183,9 +194,9 @@ def gguf_names(family: Family, n_layers: int) -> dict[str, str]:
     return found
 
 
-def read_tensors(file: GGUFFile, config: Mapping[str, Any]) -> dict[str, Any]:
+def read_tensors(file: GGUFFile, config: Mapping[str, Any], registry: Registry | None = None) -> dict[str, Any]:
     """Every tensor of the file by HF name, with llama.cpp's converter changes undone."""
-    family = family_of(file)
+    _, family = layout_of(file, registry)
     n_layers = int(config.get("num_hidden_layers") or config.get("n_layer"))
     to_hf = {g: h for h, g in gguf_names(family, n_layers).items()}
     tensors: dict[str, Any] = {}
@@ -246,7 +257,7 @@ def _experts(name: str, tensor: Any) -> list[Any]:
     return [value[j].clone() for j in range(experts)]
 
 
-def _undo_conversion(family: Family, config: Mapping[str, Any], hf_name: str, kind: str, value: Any) -> Any:
+def _undo_conversion(family: GGUFLayout, config: Mapping[str, Any], hf_name: str, kind: str, value: Any) -> Any:
     """Undoes what llama.cpp's converter did to this tensor (row orders, norm offsets, transposes)."""
     if family.permute_qk and hf_name.endswith(("q_proj", "k_proj")):
         heads = config["num_attention_heads"] if hf_name.endswith("q_proj") else config.get("num_key_value_heads", config["num_attention_heads"])
@@ -273,7 +284,7 @@ def interleaved_rotary_order(rows: int, heads: int) -> np.ndarray:
 
 
 def per_head_qkv_order(rows: int, heads: int) -> np.ndarray:
-    """HF GPT-NeoX's fused q/k/v rows (per head: q, k, v) from GGUF's (all q, all k, all v)."""
+    """HF row order of fused q/k/v rows grouped per head (q, k, v per head) from GGUF's (all q, all k, all v)."""
     head_dim = rows // 3 // heads
     return np.arange(rows).reshape(3, heads, head_dim).transpose(1, 0, 2).reshape(-1)
 
@@ -287,19 +298,20 @@ def take_rows(value: Any, order: np.ndarray) -> Any:
     return value[torch.from_numpy(order)].contiguous()
 
 
-def load(path: Path, tokenizer_path: Path | None = None) -> Checkpoint:
+def load(path: Path, tokenizer_path: Path | None = None, registry: Registry | None = None) -> Checkpoint:
     """Reads a GGUF file into a HF-style `Checkpoint` (config, tensors by HF name, tokenizer)."""
     from .gguf_tokenizer import gguf_tokenizer
 
     file = GGUFFile(path)
-    config = hf_config(file)
-    tensors = read_tensors(file, config)
+    _, family = layout_of(file, registry)
+    config = hf_config(file, registry)
+    tensors = read_tensors(file, config, registry)
     if tokenizer_path is not None:
         from .tokenizer import load_tokenizer
 
         tokenizer = load_tokenizer(tokenizer_path)
     else:
-        tokenizer = gguf_tokenizer(file)
+        tokenizer = gguf_tokenizer(file, family.sentencepiece_converter)
     kinds = sorted({t.tensor_type.name for t in file.tensors.values()})
     extra = {"format": "gguf", "tensor_types": kinds, "tokenizer_from_file": tokenizer_path is None}
     return Checkpoint(config, tensors, tokenizer, source=str(path), extra=extra)

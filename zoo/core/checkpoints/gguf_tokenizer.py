@@ -3,7 +3,8 @@
 transformers has a fast-tokenizer converter per GGUF vocabulary kind
 (`transformers.integrations.ggml`); this picks the one that matches what
 llama.cpp would run: a sentencepiece-style vocabulary (`tokenizer.ggml.model`
-= llama) through the Llama (or Gemma) converter, a byte-level BPE through the
+= llama) through the converter the architecture's `GGUFLayout` names (Llama's
+unless it says otherwise), a byte-level BPE through the
 converter of its pre-tokenizer (`tokenizer.ggml.pre`). BOS is prepended as
 llama.cpp does (`add_bos_token`, by default for sentencepiece vocabularies
 and Llama 3's BPE), and the end-of-generation ids come from the metadata.
@@ -27,7 +28,6 @@ BPE_CONVERTERS = {
 }
 # Pre-tokenizers for which llama.cpp prepends BOS by default.
 BPE_WITH_BOS = ("llama3", "llama-v3", "llama-bpe")
-SPM_CONVERTERS = {"gemma2": "gemma2", "gemma3": "gemma3_text"}
 CONTROL = 3
 
 
@@ -45,14 +45,15 @@ class GGUFTokenizer(HFTokenizer):
         return [self.bos_token_id, *ids] if self.add_bos else ids
 
 
-def gguf_tokenizer(file: Any) -> GGUFTokenizer:
-    """The tokenizer of a `GGUFFile`."""
+def gguf_tokenizer(file: Any, sentencepiece_converter: str = "llama") -> GGUFTokenizer:
+    """The tokenizer of a `GGUFFile`; a sentencepiece vocabulary goes through transformers'
+    `sentencepiece_converter` (the architecture's `GGUFLayout` names it)."""
     model = file.value("tokenizer.ggml.model")
     tokens = file.value("tokenizer.ggml.tokens")
     if model is None or not tokens:
         raise TokenizerError(f"{file.path.name} holds no tokenizer; pass --tokenizer PATH")
     pre = file.value("tokenizer.ggml.pre") or "default"
-    converter = _converter(model, pre, file.arch)
+    converter = _converter(model, pre, sentencepiece_converter)
     ids = {kind: file.value(f"tokenizer.ggml.{kind}_token_id") for kind in ("bos", "eos", "eot", "eom", "unknown", "padding")}
     details = {
         "tokenizer_type": model,
@@ -77,9 +78,9 @@ def gguf_tokenizer(file: Any) -> GGUFTokenizer:
     return GGUFTokenizer(hf, ids["bos"], eos, add_bos)
 
 
-def _converter(model: str, pre: str, arch: str) -> str:
+def _converter(model: str, pre: str, sentencepiece_converter: str) -> str:
     if model == "llama":
-        return SPM_CONVERTERS.get(arch, "llama")
+        return sentencepiece_converter
     if model == "gpt2":
         if pre not in BPE_CONVERTERS:
             print(f"zoo: warning: GGUF pre-tokenizer {pre!r} is not known to zoo; splitting text as GPT-2 does", file=sys.stderr)

@@ -22,14 +22,12 @@ from typing import Any
 
 from zoo.core.errors import TokenizerError
 
+from .gguf_layout import GGUFLayout
+
 Fields = Callable[[Any], None]
 
 # token types (gguf.TokenType)
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
-# families whose converter stores add_space_prefix = false after a sentencepiece vocabulary
-NO_SPACE_PREFIX = ("gemma2", "gemma3")
-# families whose converter passes tokenizer_config's add_prefix_space on (Llama's set_vocab)
-PREFIX_FROM_CONFIG = ("llama", "granite")
 
 
 def copy_from_gguf(path: Path) -> Fields:
@@ -67,7 +65,7 @@ def _special(folder: Path | None, n_vocab: int, merges: bool, config: Mapping[st
         return SpecialVocab(Path(scratch), load_merges=merges, n_vocab=n_vocab)
 
 
-def sentencepiece_fields(processor: Any, folder: Path | None, config: Mapping[str, Any], arch: str) -> Fields:
+def sentencepiece_fields(processor: Any, folder: Path | None, config: Mapping[str, Any], layout: GGUFLayout) -> Fields:
     """A sentencepiece vocabulary as the converter stores it."""
     vocab_size = int(config.get("vocab_size") or processor.vocab_size())
     tokens = [f"[PAD{i}]".encode() for i in range(vocab_size)]
@@ -90,7 +88,7 @@ def sentencepiece_fields(processor: Any, folder: Path | None, config: Mapping[st
         writer.add_token_scores(scores)
         writer.add_token_types(types)
         special.add_to_gguf(writer, quiet=True)
-        if arch in NO_SPACE_PREFIX:
+        if not layout.sentencepiece_space_prefix:
             writer.add_add_space_prefix(False)
 
     return add
@@ -127,7 +125,7 @@ def pre_tokenizer_name(tokenizer: Any) -> str:
     raise TokenizerError("zoo cannot name this tokenizer's pre-tokenizer for llama.cpp (it knows GPT-2's, Qwen 2's and Llama 3's)")
 
 
-def bpe_fields(tokenizer: Any, folder: Path | None, config: Mapping[str, Any], arch: str) -> Fields:
+def bpe_fields(tokenizer: Any, folder: Path | None, config: Mapping[str, Any], layout: GGUFLayout) -> Fields:
     """A byte-level BPE vocabulary as the converter stores it."""
     vocab_size = int(config.get("vocab_size") or len(tokenizer))
     by_id = {i: t for t, i in tokenizer.get_vocab().items()}
@@ -151,7 +149,7 @@ def bpe_fields(tokenizer: Any, folder: Path | None, config: Mapping[str, Any], a
     if not special.merges:
         model = json.loads(tokenizer.backend_tokenizer.to_str())["model"]
         special.merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges", [])]
-    prefix = getattr(tokenizer, "add_prefix_space", None) if arch in PREFIX_FROM_CONFIG else None
+    prefix = getattr(tokenizer, "add_prefix_space", None) if layout.bpe_prefix_from_config else None
 
     def add(writer: Any) -> None:
         if prefix is not None:
@@ -165,8 +163,9 @@ def bpe_fields(tokenizer: Any, folder: Path | None, config: Mapping[str, Any], a
     return add
 
 
-def tokenizer_fields(checkpoint: Any, folder: Path | None, config: Mapping[str, Any], arch: str) -> Fields:
-    """The tokenizer metadata for a checkpoint zoo read (`folder`: where its tokenizer files are)."""
+def tokenizer_fields(checkpoint: Any, folder: Path | None, config: Mapping[str, Any], layout: GGUFLayout) -> Fields:
+    """The tokenizer metadata for a checkpoint zoo read (`folder`: where its tokenizer files are),
+    stored as the converter stores it for the family `layout` describes."""
     from .tokenizer import HFTokenizer, SentencePieceTokenizer
 
     if checkpoint.extra.get("format") == "gguf" and checkpoint.extra.get("tokenizer_from_file", True):
@@ -176,9 +175,9 @@ def tokenizer_fields(checkpoint: Any, folder: Path | None, config: Mapping[str, 
         import sentencepiece
 
         processor = sentencepiece.SentencePieceProcessor(model_file=str(folder / "tokenizer.model"))
-        return sentencepiece_fields(processor, folder, config, arch)
+        return sentencepiece_fields(processor, folder, config, layout)
     if isinstance(tokenizer, SentencePieceTokenizer):
-        return sentencepiece_fields(tokenizer.sp, folder, config, arch)
+        return sentencepiece_fields(tokenizer.sp, folder, config, layout)
     if isinstance(tokenizer, HFTokenizer):
-        return bpe_fields(tokenizer.hf, folder, config, arch)
+        return bpe_fields(tokenizer.hf, folder, config, layout)
     raise TokenizerError("zoo cannot store this tokenizer in a GGUF file; pass --tokenizer with a sentencepiece .model or a HF tokenizer folder")

@@ -1,13 +1,14 @@
 """Writing a checkpoint zoo has read as a GGUF file that llama.cpp loads (`zoo quantize`).
 
-The file is laid out as llama.cpp's own tools make it: the metadata keys its
-converter (`convert_hf_to_gguf.py`) writes for the family, GGUF tensor names
-(through `gguf`'s name map, as in the reader), tensors changed back the way the
-converter changes them (q/k rows permuted for Llama and Granite, Gemma's norms
-as 1 + w, GPT-NeoX's q/k/v regrouped, GPT-2's Conv1D transposed, experts
-stacked), the tokenizer as the converter stores it, and tensor types chosen
-as `llama-quantize` chooses them for the target (Q4_K is its Q4_K_M mix:
-Q6_K for the output and for attn_v / ffn_down in the layers it favours).
+The file is laid out as llama.cpp's own tools make it, following the
+`GGUFLayout` the architecture declares: the metadata keys its converter
+(`convert_hf_to_gguf.py`) writes for the family, GGUF tensor names (through
+`gguf`'s name map, as in the reader), tensors changed back the way the
+converter changes them (q/k rows permuted, norms as 1 + w, fused q/k/v
+regrouped, Conv1D weights transposed, experts stacked), the tokenizer as the
+converter stores it, and tensor types chosen as `llama-quantize` chooses them
+for the target (Q4_K is its Q4_K_M mix: Q6_K for the output and for attn_v /
+ffn_down in the layers it favours).
 Where a row length does not fit a type's blocks, llama.cpp falls back to
 another type; zoo falls back to one it runs (Q4_K -> Q4_0, Q5_K/Q6_K -> Q8_0,
 then F16).
@@ -15,19 +16,22 @@ then F16).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from zoo.core.errors import OptionsError, UnsupportedModelError, WeightsError
 
 from .gguf import gguf_names, interleaved_rotary_order, per_head_qkv_order
-from .gguf_families import FAMILIES, Family
+from .gguf_layout import GGUFLayout, first_of, head_dim
 from .quantized import ENCODINGS, QuantizedWeight
+
+if TYPE_CHECKING:
+    from zoo.core.architecture import Architecture
+    from zoo.core.registry import Registry
 
 # --to NAME -> (llama.cpp file type, default tensor type)
 TARGETS = {
@@ -60,30 +64,22 @@ class WrittenFile:
         return counts
 
 
-def family_for(architecture: str) -> Family:
-    """The GGUF family of a HF architecture name."""
-    for family in FAMILIES:
-        if architecture == family.architecture or (family.moe_architecture and architecture == family.moe_architecture[0]):
-            return family
-    known = ", ".join(sorted({f.architecture for f in FAMILIES}))
-    raise UnsupportedModelError(f"zoo cannot write {architecture} as GGUF (it writes: {known})")
+def layout_for(architecture: Architecture, registry: Registry) -> GGUFLayout:
+    """The GGUF layout the architecture declares; an error naming the ones that declare one if none."""
+    if architecture.gguf is not None:
+        return architecture.gguf
+    known = ", ".join(sorted(a.name for a in registry.architectures.values() if a.gguf is not None)) or "none"
+    raise UnsupportedModelError(f"zoo cannot write {architecture.name} as GGUF (it writes: {known})")
 
 
 # --- metadata -----------------------------------------------------------------------------------
-
-
-def _first(hf: Mapping[str, Any], *names: str) -> Any:
-    for name in names:
-        if hf.get(name) is not None:
-            return hf[name]
-    return None
 
 
 def _rope(hf: Mapping[str, Any]) -> tuple[float | None, dict[str, Any]]:
     from zoo.core.blocks.rope import rope_settings
 
     params = hf.get("rope_parameters") or {}
-    if "full_attention" in params:  # per-layer-kind rope (Gemma 3)
+    if "full_attention" in params:  # rope parameters per layer kind (full / sliding)
         full = dict(params["full_attention"])
         return full.get("rope_theta"), {k: v for k, v in full.items() if k != "rope_theta"}
     has_theta = hf.get("rope_theta") is not None or "rope_theta" in params
@@ -91,16 +87,16 @@ def _rope(hf: Mapping[str, Any]) -> tuple[float | None, dict[str, Any]]:
     return (theta if has_theta else None), scaling
 
 
-def base_metadata(family: Family, hf: Mapping[str, Any]) -> dict[str, Any]:
+def base_metadata(family: GGUFLayout, hf: Mapping[str, Any]) -> dict[str, Any]:
     """`{arch}.*` keys llama.cpp's converter writes for most families, from a HF config."""
     meta: dict[str, Any] = {}
     values = {
-        "block_count": _first(hf, "num_hidden_layers", "n_layer"),
-        "context_length": _first(hf, "max_position_embeddings", "n_ctx", "n_positions"),
-        "embedding_length": _first(hf, "hidden_size", "n_embd"),
-        "feed_forward_length": _first(hf, "intermediate_size", "n_inner"),
-        "attention.head_count": _first(hf, "num_attention_heads", "n_head"),
-        "attention.head_count_kv": _first(hf, "num_key_value_heads"),
+        "block_count": first_of(hf, "num_hidden_layers", "n_layer"),
+        "context_length": first_of(hf, "max_position_embeddings", "n_ctx", "n_positions"),
+        "embedding_length": first_of(hf, "hidden_size", "n_embd"),
+        "feed_forward_length": first_of(hf, "intermediate_size", "n_inner"),
+        "attention.head_count": first_of(hf, "num_attention_heads", "n_head"),
+        "attention.head_count_kv": first_of(hf, "num_key_value_heads"),
     }
     meta.update({k: int(v) for k, v in values.items() if v is not None})
     theta, scaling = _rope(hf)
@@ -114,115 +110,24 @@ def base_metadata(family: Family, hf: Mapping[str, Any]) -> dict[str, Any]:
         raise UnsupportedModelError(f"zoo cannot write rope scaling {kind!r} as GGUF")
     if theta is not None:
         meta["rope.freq_base"] = float(theta)
-    if (eps := _first(hf, "rms_norm_eps")) is not None:
+    if (eps := first_of(hf, "rms_norm_eps")) is not None:
         meta["attention.layer_norm_rms_epsilon"] = float(eps)
-    if (eps := _first(hf, "layer_norm_eps", "layer_norm_epsilon")) is not None:
+    if (eps := first_of(hf, "layer_norm_eps", "layer_norm_epsilon")) is not None:
         meta["attention.layer_norm_epsilon"] = float(eps)
-    if (experts := _first(hf, "num_local_experts", "num_experts")) is not None:
+    if (experts := first_of(hf, "num_local_experts", "num_experts")) is not None:
         meta["expert_count"] = int(experts)
-    if (used := _first(hf, "num_experts_per_tok")) is not None:
+    if (used := first_of(hf, "num_experts_per_tok")) is not None:
         meta["expert_used_count"] = int(used)
     if hf.get("head_dim") is not None:
         meta["attention.key_length"] = meta["attention.value_length"] = int(hf["head_dim"])
     return meta
 
 
-def _head_dim(hf: Mapping[str, Any]) -> int:
-    return int(hf.get("head_dim") or hf["hidden_size"] // hf["num_attention_heads"])
-
-
-def _llama(meta: dict[str, Any], hf: Mapping[str, Any]) -> None:
-    meta["vocab_size"] = int(hf["vocab_size"])
-    meta["rope.dimension_count"] = _head_dim(hf)
-
-
-def _granite(meta: dict[str, Any], hf: Mapping[str, Any]) -> None:
-    for key in ("attention.key_length", "attention.value_length"):
-        meta.pop(key, None)
-    _llama(meta, {**hf, "head_dim": None})
-    for key, name in (("attention.scale", "attention_multiplier"), ("embedding_scale", "embedding_multiplier"),
-                      ("residual_scale", "residual_multiplier"), ("logit_scale", "logits_scaling")):
-        if hf.get(name):
-            meta[key] = float(hf[name])
-
-
-def _gpt2(meta: dict[str, Any], hf: Mapping[str, Any]) -> None:
-    meta.clear()
-    meta.update({
-        "block_count": int(hf["n_layer"]), "context_length": int(_first(hf, "n_ctx", "n_positions")),
-        "embedding_length": int(hf["n_embd"]), "feed_forward_length": 4 * int(hf["n_embd"]),
-        "attention.head_count": int(hf["n_head"]), "attention.layer_norm_epsilon": float(hf.get("layer_norm_epsilon", 1e-5)),
-    })
-
-
-def _neox(meta: dict[str, Any], hf: Mapping[str, Any]) -> None:
-    from zoo.core.blocks.rope import rope_settings
-
-    head_dim = hf["hidden_size"] // hf["num_attention_heads"]
-    params = hf.get("rope_parameters") or {}
-    fraction = _first(hf, "rotary_pct", "partial_rotary_factor") or params.get("partial_rotary_factor", 1.0)
-    meta.pop("rope.freq_base", None)
-    meta.pop("attention.head_count_kv", None)
-    meta["rope.dimension_count"] = int(fraction * head_dim)
-    meta["use_parallel_residual"] = bool(hf.get("use_parallel_residual", True))
-    theta, _ = rope_settings(hf)
-    if theta != 10000.0:
-        meta["rope.freq_base"] = theta
-
-
-def _gemma2(meta: dict[str, Any], hf: Mapping[str, Any]) -> None:
-    meta.pop("rope.freq_base", None)
-    meta["attention.key_length"] = meta["attention.value_length"] = _head_dim(hf)
-    for key in ("attn_logit_softcapping", "final_logit_softcapping"):
-        if hf.get(key) is not None:
-            meta[key] = float(hf[key])
-    meta["attention.sliding_window"] = int(hf["sliding_window"])
-
-
-def _gemma3(meta: dict[str, Any], hf: Mapping[str, Any]) -> None:
-    meta["attention.key_length"] = meta["attention.value_length"] = _head_dim(hf)
-    if hf.get("final_logit_softcapping"):
-        meta["final_logit_softcapping"] = float(hf["final_logit_softcapping"])
-    if hf.get("sliding_window") is not None:
-        meta["attention.sliding_window"] = int(hf["sliding_window"])
-    params = hf.get("rope_parameters") or {}
-    local = (params.get("sliding_attention") or {}).get("rope_theta", hf.get("rope_local_base_freq"))
-    if local is not None:
-        meta["rope.freq_base_swa"] = float(local)
-
-
-def _phi3(meta: dict[str, Any], hf: Mapping[str, Any]) -> None:
-    params = {**(hf.get("rope_scaling") or {}), **(hf.get("rope_parameters") or {})}
-    fraction = _first(hf, "partial_rotary_factor") or params.get("partial_rotary_factor", 1.0)
-    meta["rope.dimension_count"] = int(fraction * hf["hidden_size"]) // hf["num_attention_heads"]
-    original = _first(hf, "original_max_position_embeddings") or params.get("original_max_position_embeddings")
-    if original is not None:
-        meta["rope.scaling.original_context_length"] = int(original)
-    meta["attention.sliding_window"] = int(hf.get("sliding_window") or 0)
-    meta.pop("rope.scaling.type", None)
-    if params.get("long_factor") and original:
-        scale = hf["max_position_embeddings"] / original
-        meta["rope.scaling.attn_factor"] = math.sqrt(1 + math.log(scale) / math.log(original)) if scale > 1.0 else 1.0
-
-
-def _sliding(meta: dict[str, Any], hf: Mapping[str, Any]) -> None:
-    if hf.get("sliding_window") is not None:
-        meta["attention.sliding_window"] = int(hf["sliding_window"])
-        if hf.get("layer_types"):
-            meta["attention.sliding_window_pattern"] = [t == "sliding_attention" for t in hf["layer_types"]]
-
-
-METADATA: dict[str, Callable[[dict[str, Any], Mapping[str, Any]], None]] = {
-    "llama": _llama, "granite": _granite, "gpt2": _gpt2, "gptneox": _neox, "gemma2": _gemma2, "gemma3": _gemma3,
-    "phi3": _phi3, "olmo2": _sliding,
-}
-NO_FILE_TYPE = ("gptneox",)  # its converter writes no general.file_type
-
-
-def arch_metadata(family: Family, hf: Mapping[str, Any]) -> dict[str, Any]:
+def arch_metadata(family: GGUFLayout, hf: Mapping[str, Any]) -> dict[str, Any]:
+    """Every `{arch}.*` key the converter writes for the family."""
     meta = base_metadata(family, hf)
-    if family.gguf_arch in METADATA:
-        METADATA[family.gguf_arch](meta, hf)
+    if family.metadata is not None:
+        family.metadata(meta, hf)
     return meta
 
 
@@ -239,11 +144,11 @@ def _float(value: Any) -> np.ndarray:
     return np.asarray(value, dtype=np.float32)
 
 
-def gguf_tensors(family: Family, hf: Mapping[str, Any], tensors: Mapping[str, Any]) -> dict[str, np.ndarray]:
+def gguf_tensors(family: GGUFLayout, hf: Mapping[str, Any], tensors: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """HF-named tensors -> float32 arrays by GGUF name, changed as llama.cpp's converter changes them."""
-    n_layers = int(_first(hf, "num_hidden_layers", "n_layer"))
+    n_layers = int(first_of(hf, "num_hidden_layers", "n_layer"))
     names = gguf_names(family, n_layers)
-    tied = bool(hf.get("tie_word_embeddings", family.gguf_arch == "gpt2"))
+    tied = bool(hf.get("tie_word_embeddings", family.tied_by_default))
     out: dict[str, np.ndarray] = {}
     experts: dict[str, dict[int, np.ndarray]] = {}
     expert_names = _expert_names(family, n_layers)
@@ -265,7 +170,7 @@ def gguf_tensors(family: Family, hf: Mapping[str, Any], tensors: Mapping[str, An
     return out
 
 
-def _expert_names(family: Family, n_layers: int) -> dict[str, tuple[str, int]]:
+def _expert_names(family: GGUFLayout, n_layers: int) -> dict[str, tuple[str, int]]:
     """Per-expert HF name -> (stacked GGUF name, expert index), for up to 512 experts."""
     found = {}
     for bid in range(n_layers):
@@ -276,7 +181,7 @@ def _expert_names(family: Family, n_layers: int) -> dict[str, tuple[str, int]]:
     return found
 
 
-def _redo_conversion(family: Family, hf: Mapping[str, Any], base: str, kind: str, value: Any) -> np.ndarray:
+def _redo_conversion(family: GGUFLayout, hf: Mapping[str, Any], base: str, kind: str, value: Any) -> np.ndarray:
     was_quantized = isinstance(value, QuantizedWeight)
     array = _float(value)
     if family.permute_qk and base.endswith(("q_proj", "k_proj")):
@@ -291,14 +196,15 @@ def _redo_conversion(family: Family, hf: Mapping[str, Any], base: str, kind: str
     return array
 
 
-def extra_tensors(family: Family, hf: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """Tensors the converter adds from the config: Llama 3's rope divisors, LongRoPE's factors."""
+def extra_tensors(family: GGUFLayout, hf: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Tensors the converter adds from the config: Llama 3's rope divisors (for the families that
+    read them back, `rope_freqs` among their config tensors), LongRoPE's factors."""
     theta, scaling = _rope(hf)
     kind = scaling.get("rope_type")
-    if kind == "llama3" and family.gguf_arch in ("llama", "granite"):
+    if kind == "llama3" and "rope_freqs.weight" in family.config_tensors:
         from .gguf_rope import rope_factors
 
-        return {"rope_freqs.weight": rope_factors(scaling, _head_dim(hf), theta or 10000.0)}
+        return {"rope_freqs.weight": rope_factors(scaling, head_dim(hf), theta or 10000.0)}
     if kind == "longrope":
         return {f"rope_factors_{which}.weight": np.asarray(scaling[f"{which}_factor"], dtype=np.float32)
                 for which in ("long", "short")}
@@ -330,8 +236,8 @@ def tensor_type(name: str, array: np.ndarray, target: str, hf: Mapping[str, Any]
     if default not in QUANTIZED:
         return default
     kind = default
-    layers = int(_first(hf, "num_hidden_layers", "n_layer"))
-    experts = int(_first(hf, "num_local_experts", "num_experts") or 0)
+    layers = int(first_of(hf, "num_hidden_layers", "n_layer"))
+    experts = int(first_of(hf, "num_local_experts", "num_experts") or 0)
     layer = int(name.split(".")[1]) if name.startswith("blk.") else -1
     cols = array.shape[-1]
     if name == "output.weight" or (tied and name == "token_embd.weight"):
@@ -372,6 +278,7 @@ def encode(array: np.ndarray, kind: str) -> np.ndarray:
 
 
 def write_gguf(
+    family: GGUFLayout,
     hf: Mapping[str, Any],
     tensors: Mapping[str, Any],
     out: Path,
@@ -379,14 +286,12 @@ def write_gguf(
     tokenizer_fields: Callable[[Any], None],
     name: str,
 ) -> WrittenFile:
-    """Writes `tensors` (HF names) of a model with HF config `hf` as a GGUF file of `target` type;
-    `tokenizer_fields(writer)` adds the tokenizer metadata."""
+    """Writes `tensors` (HF names) of a model with HF config `hf` as a GGUF file of `target` type,
+    laid out as `family` says; `tokenizer_fields(writer)` adds the tokenizer metadata."""
     import gguf
 
     if target not in TARGETS:
         raise OptionsError(f"unknown target type {target!r} (choose {', '.join(TARGETS)})")
-    architecture = (hf.get("architectures") or [""])[0]
-    family = family_for(architecture)
     arrays = {**extra_tensors(family, hf), **gguf_tensors(family, hf, tensors)}
     tied = "output.weight" not in arrays
     file_type = gguf.LlamaFileType[TARGETS[target][0]]
@@ -403,7 +308,7 @@ def write_gguf(
     writer.add_size_label(gguf.size_label(total, shared, expert, count))
     for key, value in arch_metadata(family, hf).items():
         _add(writer, f"{family.gguf_arch}.{key}", value)
-    if family.gguf_arch not in NO_FILE_TYPE:
+    if family.file_type:
         writer.add_file_type(file_type)
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
     tokenizer_fields(writer)

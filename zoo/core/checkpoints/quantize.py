@@ -7,7 +7,7 @@ from pathlib import Path
 from zoo.core.errors import OptionsError
 from zoo.core.registry import Registry
 
-from .gguf_writer import TARGETS, WrittenFile, family_for, write_gguf
+from .gguf_writer import TARGETS, WrittenFile, layout_for, write_gguf
 
 
 def tokenizer_folder(source_kind: str, source_path: Path | None, repo_id: str | None, tokenizer: Path | None) -> Path | None:
@@ -29,6 +29,7 @@ def quantize_model(
 ) -> WrittenFile:
     """Reads `ref` (alias, hub id, folder or file) and writes it to `out` as a GGUF file of `target`."""
     from zoo.core.loader import prepare_model
+    from zoo.core.resolve import default_registry
 
     from .gguf_vocab import tokenizer_fields
 
@@ -39,8 +40,8 @@ def quantize_model(
     prepared = prepare_model(ref, registry, weights=weights, tokenizer=tokenizer)
     checkpoint, source = prepared.checkpoint, prepared.resolved.source
     hf = dict(checkpoint.hf_config)
-    family = family_for((hf.get("architectures") or [prepared.resolved.architecture.name])[0])
+    layout = layout_for(prepared.resolved.architecture, registry or default_registry())
     folder = tokenizer_folder(source.kind, source.path, source.repo_id, tokenizer)
-    fields = tokenizer_fields(checkpoint, folder, hf, family.gguf_arch)
+    fields = tokenizer_fields(checkpoint, folder, hf, layout)
     name = Path(source.filename or source.path or source.repo_id or ref).name.removesuffix(".gguf")
-    return write_gguf(hf, checkpoint.tensors, out, target, fields, name)
+    return write_gguf(layout, hf, checkpoint.tensors, out, target, fields, name)
