@@ -171,9 +171,13 @@ def test_zoo_reads_the_same_config_from_gguf_and_from_the_folder(families, regis
 
 def test_mixtral_experts_are_split_per_expert(families):
     folder, path = families["mixtral"]
-    tensors = reader.read_tensors(open_file(path), reader.read_config(path))
-    assert tuple(tensors["model.layers.1.block_sparse_moe.experts.3.w2.weight"].shape) == (48, 80)
-    assert tuple(tensors["model.layers.0.block_sparse_moe.gate.weight"].shape) == (4, 48)
+    config = reader.read_config(path)
+    tensors = reader.read_tensors(open_file(path), config)
+    hidden, inner, experts = config["hidden_size"], config["intermediate_size"], config["num_local_experts"]
+    assert experts == 4 and inner != hidden
+    assert tuple(tensors["model.layers.1.block_sparse_moe.experts.3.w2.weight"].shape) == (hidden, inner)
+    assert tuple(tensors["model.layers.1.block_sparse_moe.experts.3.w1.weight"].shape) == (inner, hidden)
+    assert tuple(tensors["model.layers.0.block_sparse_moe.gate.weight"].shape) == (experts, hidden)
 
 
 def test_quantized_gpt2_weights_stay_out_by_in_through_the_mapper(families, registry, tmp_path):
@@ -227,18 +231,24 @@ def test_unsupported_architectures_and_broken_files_are_one_line_errors(tmp_path
     assert not reader.matches(not_gguf)
 
 
-def test_quantized_files_need_an_explicit_dtype_until_zoo_runs_them_quantized(registry):
-    from zoo.core.loader import compile_prepared, prepare_model
-
-    prepared = prepare_model(str(STORIES_GGUF["q8_0"]), registry)
-    with pytest.raises(OptionsError, match="pass --dtype float32"):
-        compile_prepared(prepared, device="cpu", dtype=None, verbose=False)
+def test_quantized_files_run_encoded_and_match_their_weights_decoded_at_load(registry):
+    """llama.cpp's Q8_0 stories260K: without --dtype the weights stay Q8_0 (zoo's kernels), with
+    --dtype float32 they are decoded at load; the two give the same logits and greedy text."""
+    encoded = zoo_model(STORIES_GGUF["q8_0"], registry, dtype=None)
+    decoded = zoo_model(STORIES_GGUF["q8_0"], registry)
+    assert encoded.info()["weight_encodings"].get("q8_0", 0) > 0
+    assert "q8_0" not in decoded.info()["weight_encodings"]
+    assert encoded.info()["weight_bytes_per_token"] < decoded.info()["weight_bytes_per_token"] / 2
+    tokens = encoded.encode("Once upon a time there was a little")
+    np.testing.assert_allclose(encoded.logits(tokens), decoded.logits(tokens), atol=1e-3, rtol=0)
+    prompt = "Once upon a time"
+    assert encoded.generate(prompt, greedy=True, max_new_tokens=30) == decoded.generate(prompt, greedy=True, max_new_tokens=30)
 
 
 # --- running them ---------------------------------------------------------------------------
 
 
-def zoo_model(path: Path, registry, dtype: str = "float32"):
+def zoo_model(path: Path, registry, dtype: str | None = "float32"):
     from zoo.api import Model
     from zoo.core.loader import load_model
 

@@ -192,7 +192,7 @@ LLAMA_FIELDS = {
     "linear-factor-list": ({"rope_scaling": {**LINEAR, "factor": [2]}}, "factor must be a positive number"),
     "llama3-missing-field": ({"rope_scaling": {"rope_type": "llama3", "factor": 8.0}}, "llama3 rope scaling lacks 'low_freq_factor'"),
     "llama3-equal-bands": ({"rope_scaling": {**LLAMA3, "high_freq_factor": 1.0}}, "needs high_freq_factor (1.0) > low_freq_factor (1.0)"),
-    "llama3-zero-context": ({"rope_scaling": {**LLAMA3, "original_max_position_embeddings": 0}}, "must be a positive integer, got 0"),
+    "llama3-zero-context": ({"rope_scaling": {**LLAMA3, "original_max_position_embeddings": 0}}, "must be a positive number, got 0"),
     "longrope-factors-string": ({"rope_scaling": {"rope_type": "longrope", "short_factor": "x", "long_factor": [1.0],
                                                   "original_max_position_embeddings": 32}}, "short_factor must be a list of positive numbers"),
     "longrope-factors-short": ({"rope_scaling": {"rope_type": "longrope", "short_factor": [1.0], "long_factor": [1.0],

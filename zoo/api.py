@@ -58,7 +58,8 @@ class Model:
         return self.loaded.tokenizer
 
     def info(self) -> dict[str, Any]:
-        """What was loaded: architecture, plugin, source, device, dtype and the config."""
+        """What was loaded: architecture, plugin, source, device, dtype, how many weights each
+        encoding holds, the weight bytes a decode step reads, and the config."""
         from zoo.core.loader import describe_device
 
         return {
@@ -70,6 +71,8 @@ class Model:
             "dtype": self.loaded.dtype.name,
             "parameters": self.config.parameter_count(),
             "compile_seconds": self.loaded.compile_seconds,
+            "weight_encodings": self.loaded.graph.encodings,
+            "weight_bytes_per_token": self.loaded.graph.weight_bytes_per_token,
             "config": self.config.model_dump(),
         }
 

@@ -67,7 +67,8 @@ _FIELDS: dict[str, dict[str, tuple[bool, str]]] = {
     "linear": {"factor": (True, "positive")},
     "llama3": {
         "factor": (True, "positive"), "low_freq_factor": (True, "positive"), "high_freq_factor": (True, "positive"),
-        "original_max_position_embeddings": (True, "count"),
+        # a length in HF's configs; GGUF's rope_freqs divisors can leave it any positive number
+        "original_max_position_embeddings": (True, "positive"),
     },
     "longrope": {
         "short_factor": (True, "factors"), "long_factor": (True, "factors"), "original_max_position_embeddings": (True, "count"),
