@@ -47,11 +47,11 @@ class Outcome:
 
 
 def _no_compile(original):
-    def compile_mapped(architecture, config, mapped, device, dtype, before_compile=None):
+    def compile_mapped(architecture, config, mapped, device, dtype, before_compile=None, **options):
         def stop() -> None:
             raise _Compiled()
 
-        return original(architecture, config, mapped, device, dtype, stop)
+        return original(architecture, config, mapped, device, dtype, stop, **options)
 
     return compile_mapped
 

@@ -162,11 +162,11 @@ def test_fuzzed_safetensors_headers_fail_in_one_line_before_any_compile(weights_
     import zoo.core.loader as loader
     import zoo.core.resolve as resolve
 
-    def no_compile(architecture, config, mapped, device, dtype, before_compile=None):
+    def no_compile(architecture, config, mapped, device, dtype, before_compile=None, **options):
         def stop() -> None:
             raise _Compiled()
 
-        return original(architecture, config, mapped, device, dtype, stop)
+        return original(architecture, config, mapped, device, dtype, stop, **options)
 
     original = loader.compile_mapped
     monkeypatch.setattr(loader, "compile_mapped", no_compile)

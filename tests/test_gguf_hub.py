@@ -69,6 +69,7 @@ def test_a_hub_tag_downloads_only_the_picked_file(monkeypatch, registry):
     fetched = []
     local = GGUF_DATA / "stories260K-q8_0.gguf"
     monkeypatch.setattr(huggingface_hub.HfApi, "list_repo_files", lambda self, repo_id, **options: REPO_FILES)
+    monkeypatch.setattr("zoo.core.checkpoints.sources.hub_reachable", lambda repo_id, filename: True)  # a hub that answers
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda repo_id, filename, **options: fetched.append((repo_id, filename)) or str(local))
     source = resolve_source("someone/model-GGUF:Q8_0", registry)
     assert (source.kind, source.path, source.filename) == ("file", local, "model-q8_0.gguf")
@@ -90,6 +91,7 @@ def test_a_repo_of_gguf_files_without_config_runs_the_default_pick(monkeypatch, 
         return str(local)
 
     monkeypatch.setattr(huggingface_hub.HfApi, "list_repo_files", lambda self, repo_id, **options: REPO_FILES)
+    monkeypatch.setattr("zoo.core.checkpoints.sources.hub_reachable", lambda repo_id, filename: True)  # a hub that answers
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
     resolved = resolve_model("someone/model-GGUF", registry)
     assert resolved.source.filename == "model-Q4_K_M.gguf" and resolved.config.hidden_size == 256

@@ -150,7 +150,7 @@ def test_gpt2_config_fields_are_typed_and_range_checked_the_same_by_run_and_info
     changes, message = GPT2_FIELDS[case]
     ck = folder(tmp_path, base[0], changes=changes)
     line = assert_user_error(zoo_run("run", ck, "-p", "hi"), message, max_seconds=10)
-    assert len(line) < 300
+    assert len(line) < 500
     assert assert_user_error(zoo_run("info", ck), message) == line  # one verdict for both commands
 
 

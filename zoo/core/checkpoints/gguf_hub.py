@@ -73,12 +73,15 @@ def folder_gguf(folder: Path, tag: str | None) -> Path:
 
 def repo_files(repo_id: str) -> list[str]:
     """The files of a hub repo; offline (or unreachable), those of its cached snapshot."""
+    from .sources import hub_reachable, quiet_hub
+
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
-    if not offline:
+    if not offline and hub_reachable(repo_id, "README.md"):
         try:
             from huggingface_hub import HfApi
 
-            return list(HfApi().list_repo_files(repo_id))
+            with quiet_hub():
+                return list(HfApi().list_repo_files(repo_id))
         except Exception as error:
             if type(error).__name__ in ("RepositoryNotFoundError", "GatedRepoError"):
                 raise DownloadError(f"cannot list {repo_id!r}: the hub has no such public repository (or it is gated)") from None

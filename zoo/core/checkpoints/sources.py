@@ -79,14 +79,14 @@ def download(repo_id: str) -> Path:
     """Fetches a hub checkpoint into the standard HF cache (or finds it there).
 
     Honours `HF_HUB_OFFLINE=1` and an already-filled cache; shows the hub's
-    progress bars on stderr. When the hub cannot be reached, only the cache
-    is used (at once, instead of the hub client's retries).
+    progress bars on stderr. When the hub cannot be reached (`hub_reachable`),
+    only the cache is used.
     """
     from huggingface_hub import snapshot_download
 
-    local = not hub_reachable()
+    local = not hub_reachable(repo_id, "config.json")
     try:
-        with _quiet_hub():
+        with quiet_hub():
             folder = Path(snapshot_download(repo_id, allow_patterns=_HUB_PATTERNS, local_files_only=local))
             if not any(folder.glob("*.safetensors")):
                 patterns = _HUB_PATTERNS + _HUB_FALLBACK_PATTERNS
@@ -101,16 +101,16 @@ def download_file(repo_id: str, filename: str) -> Path:
     cannot be reached, only the cache is used."""
     from huggingface_hub import hf_hub_download
 
-    local = not hub_reachable()
+    local = not hub_reachable(repo_id, filename)
     try:
-        with _quiet_hub():
+        with quiet_hub():
             return Path(hf_hub_download(repo_id, filename, local_files_only=local))
     except Exception as error:
         raise DownloadError(_download_failure(f"{repo_id}/{filename}", error)) from None
 
 
 @contextmanager
-def _quiet_hub() -> Iterator[None]:
+def quiet_hub() -> Iterator[None]:
     """huggingface_hub's retry warnings stay off stderr (zoo reports the failure itself)."""
     from huggingface_hub.utils import logging
 
@@ -123,31 +123,27 @@ def _quiet_hub() -> Iterator[None]:
         logger.setLevel(level)
 
 
-_REACHABLE: dict[str, bool] = {}
-HUB_PROBE_SECONDS = 3.0
+_UNREACHABLE: set[str] = set()  # hub endpoints found unreachable in this process (asked once)
 
 
-def hub_reachable() -> bool:
-    """Whether a TCP connection to the hub's endpoint opens within a few seconds (asked once
-    per process; False when HF_HUB_OFFLINE is set, True behind a proxy). Without it the hub
-    client retries an unreachable hub for about 25 s before it looks in the cache."""
-    import socket
-    from urllib.parse import urlsplit
+def hub_reachable(repo_id: str, filename: str) -> bool:
+    """Whether the hub answers one metadata request for the file within `HF_HUB_ETAG_TIMEOUT`
+    (no retries; any answer, 404 included, counts). False when HF_HUB_OFFLINE is set or the
+    endpoint already failed in this process. Without it the hub client retries an
+    unreachable or stalled hub for half a minute before it looks in the cache."""
+    import httpx
+    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url
 
-    if _offline():
+    if _offline() or constants.ENDPOINT in _UNREACHABLE:
         return False
-    if any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")):
-        return True  # the hub is reached through a proxy: a direct probe says nothing
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
-    if endpoint not in _REACHABLE:
-        parts = urlsplit(endpoint)
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        try:
-            with socket.create_connection((parts.hostname or "", port), timeout=HUB_PROBE_SECONDS):
-                _REACHABLE[endpoint] = True
-        except OSError:
-            _REACHABLE[endpoint] = False
-    return _REACHABLE[endpoint]
+    try:
+        get_hf_file_metadata(hf_hub_url(repo_id, filename), timeout=constants.HF_HUB_ETAG_TIMEOUT)
+    except (httpx.ConnectError, httpx.TimeoutException, httpx.NetworkError, OSError):
+        _UNREACHABLE.add(constants.ENDPOINT)
+        return False
+    except Exception:
+        return True
+    return True
 
 
 def _offline() -> bool:
