@@ -50,6 +50,8 @@ def rope_settings(hf: Mapping[str, Any]) -> tuple[float, dict[str, Any]]:
     legacy = merged.pop("type", None)
     kind = legacy if kind is None else kind
     kind = "default" if kind is None else kind
+    if kind == "longrope" and merged.get("original_max_position_embeddings") is None and hf.get("original_max_position_embeddings") is not None:
+        merged["original_max_position_embeddings"] = hf["original_max_position_embeddings"]
     if not isinstance(kind, str) or kind not in SUPPORTED:
         from zoo.core.config import show
 
@@ -71,7 +73,8 @@ _FIELDS: dict[str, dict[str, tuple[bool, str]]] = {
         "original_max_position_embeddings": (True, "positive"),
     },
     "longrope": {
-        "short_factor": (True, "factors"), "long_factor": (True, "factors"), "original_max_position_embeddings": (True, "count"),
+        # the original context is config.json's top-level field in Phi-3 (the family supplies its default)
+        "short_factor": (True, "factors"), "long_factor": (True, "factors"), "original_max_position_embeddings": (False, "count"),
         "factor": (False, "positive"), "attention_factor": (False, "positive"),
     },
 }
