@@ -394,3 +394,29 @@ def test_cli_runs_a_llama2c_checkpoint(stories):
                  "--greedy", "--prompt", "Once upon a time", "--max-new-tokens", "30")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(ONCE_UPON_A_TIME), result.stdout
+
+
+def test_verify_fails_naming_the_variant_and_step_for_a_subtly_wrong_mapper(registry):
+    """A mapper that gets one weight's layout wrong (the first o_proj's columns reversed, the
+    same shapes and names) loads and runs, and `zoo verify` catches it at the prefill."""
+    from dataclasses import replace
+
+    import torch
+
+    from zoo.core.checkpoints.mapping import map_llama_style
+    from zoo.verify import verify_variant
+
+    def reversed_o_proj(checkpoint, config):
+        mapped = dict(map_llama_style(checkpoint, config))
+        name = next(n for n in sorted(mapped) if n.endswith("o_proj.weight"))
+        mapped[name] = torch.flip(mapped[name], dims=[1])
+        return mapped
+
+    llama = registry.architectures["LlamaForCausalLM"]
+    broken = replace(llama, map_weights=reversed_o_proj)
+    plugged = replace(registry, architectures={**registry.architectures, llama.name: broken})
+    variant = llama.variants[0]
+    report = verify_variant(broken, variant, plugged)
+    assert not report.passed and report.variant == variant.name
+    assert report.failures[0].startswith("logits: step 0 (prefill) differs from transformers by")
+    assert report.step_logit_diffs[0] > 1e-3
