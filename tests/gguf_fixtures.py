@@ -21,8 +21,8 @@ from typing import Any
 
 from conftest import SHARED_DATA, STORIES, save_gpt2_tokenizer
 
-LLAMACPP = Path(os.environ.get("LLAMACPP_HOME", Path.home() / ".cache" / "zoo-llamacpp")) / "src"
-LLAMACPP_BIN = LLAMACPP / "build" / "bin"
+LLAMACPP_HOME = Path(os.environ.get("LLAMACPP_HOME", Path.home() / ".cache" / "zoo-llamacpp"))
+LLAMACPP_BUILD = SHARED_DATA.parent / "tools" / "llamacpp-bench.sh"
 GGUF_DATA = SHARED_DATA / "gguf"
 TEXT = SHARED_DATA / "texts" / "little-stories.txt"
 SPM = "spm"
@@ -118,10 +118,35 @@ _RAW_CONFIG_RUNNER = (
 )
 
 
+def llamacpp() -> Path:
+    """llama.cpp's source folder (converter, gguf-py) with its tools built in build/bin: built
+    once per machine by ../shared/tools/llamacpp-bench.sh (from the llama-cpp-python sdist on
+    PyPI, about 15 minutes on 2 cores), one test process at a time."""
+    import fcntl
+
+    src = LLAMACPP_HOME / "src"
+    tools = [src / "build" / "bin" / name for name in ("llama-quantize", "llama-perplexity", "llama-simple")]
+    if all(tool.exists() for tool in tools):
+        return src
+    LLAMACPP_HOME.mkdir(parents=True, exist_ok=True)
+    with open(LLAMACPP_HOME / ".build-lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not all(tool.exists() for tool in tools):
+            done = subprocess.run(["bash", str(LLAMACPP_BUILD), "build"], capture_output=True, text=True,
+                                  env={**os.environ, "LLAMACPP_HOME": str(LLAMACPP_HOME), "PYTHON": sys.executable})
+            if done.returncode != 0 or not all(tool.exists() for tool in tools):
+                raise RuntimeError(f"building llama.cpp's tools failed:\n{done.stderr[-3000:]}")
+    return src
+
+
+def llamacpp_bin() -> Path:
+    return llamacpp() / "build" / "bin"
+
+
 def convert(folder: Path, out: Path, outtype: str = "f32", raw_config: bool = False) -> Path:
     """llama.cpp's converter: HF folder -> GGUF file."""
-    env = {**os.environ, "PYTHONPATH": str(LLAMACPP / "gguf-py")}
-    script = [str(LLAMACPP / "convert_hf_to_gguf.py")]
+    env = {**os.environ, "PYTHONPATH": str(llamacpp() / "gguf-py")}
+    script = [str(llamacpp() / "convert_hf_to_gguf.py")]
     if raw_config:
         script = ["-c", _RAW_CONFIG_RUNNER, *script]
     command = [sys.executable, *script, str(folder), "--outfile", str(out), "--outtype", outtype]
@@ -133,7 +158,7 @@ def convert(folder: Path, out: Path, outtype: str = "f32", raw_config: bool = Fa
 
 def quantize(source: Path, out: Path, kind: str) -> Path:
     """llama.cpp's quantizer (llama-quantize): GGUF -> GGUF of `kind` (Q4_0, Q4_K_M, ...)."""
-    done = subprocess.run([str(LLAMACPP_BIN / "llama-quantize"), str(source), str(out), kind], capture_output=True, text=True)
+    done = subprocess.run([str(llamacpp_bin() / "llama-quantize"), str(source), str(out), kind], capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"llama-quantize failed:\n{done.stderr[-3000:]}")
     return out
@@ -151,7 +176,7 @@ def fixture_key(family: str) -> str:
 
     import transformers
 
-    converter = LLAMACPP / "convert_hf_to_gguf.py"
+    converter = llamacpp() / "convert_hf_to_gguf.py"
     key = repr((FAMILIES[family], transformers.__version__, converter.stat().st_mtime_ns, _RAW_CONFIG_RUNNER))
     return f"{family}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
 
@@ -189,7 +214,7 @@ def llamacpp_perplexity(path: Path, context: int, text: Path = TEXT) -> float:
     exit before printing the last lines on a busy machine; then it runs again."""
     for _ in range(4):
         done = subprocess.run(
-            [str(LLAMACPP_BIN / "llama-perplexity"), "-m", str(path), "-f", str(text), "-c", str(context), "-t", "2"],
+            [str(llamacpp_bin() / "llama-perplexity"), "-m", str(path), "-f", str(text), "-c", str(context), "-t", "2"],
             capture_output=True, text=True,
         )
         output = done.stdout + done.stderr
@@ -210,7 +235,7 @@ def llamacpp_tokens(path: Path, context: int, folder: Path, text: Path = TEXT) -
 
     out = folder / f"{path.stem}-{context}.kld"
     done = subprocess.run(
-        [str(LLAMACPP_BIN / "llama-perplexity"), "-m", str(path), "-f", str(text), "-c", str(context), "-t", "2",
+        [str(llamacpp_bin() / "llama-perplexity"), "-m", str(path), "-f", str(text), "-c", str(context), "-t", "2",
          "--kl-divergence-base", str(out)],
         capture_output=True, text=True,
     )

@@ -15,7 +15,7 @@ import pytest
 
 from cli_helpers import assert_one_line_error, zoo
 from conftest import STORIES
-from gguf_fixtures import FAMILIES, GGUF_DATA, LLAMACPP_BIN, TEXT, build_all, llamacpp_perplexity
+from gguf_fixtures import FAMILIES, GGUF_DATA, TEXT, build_all, llamacpp_bin, llamacpp_perplexity
 from zoo.core.architecture import Checkpoint
 from zoo.core.checkpoints.gguf_vocab import tokenizer_fields
 from zoo.core.checkpoints.gguf_writer import layout_for, write_gguf
@@ -102,7 +102,7 @@ def test_a_gguf_file_and_a_llama2c_file_give_the_same_file(registry, tmp_path):
 
 
 def run_llama_simple(path: Path, prompt: str, tokens: int = 24) -> str:
-    done = subprocess.run([str(LLAMACPP_BIN / "llama-simple"), "-m", str(path), "-n", str(tokens), prompt],
+    done = subprocess.run([str(llamacpp_bin() / "llama-simple"), "-m", str(path), "-n", str(tokens), prompt],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout
