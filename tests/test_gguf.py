@@ -231,14 +231,16 @@ def test_unsupported_architectures_and_broken_files_are_one_line_errors(tmp_path
     assert not reader.matches(not_gguf)
 
 
-def test_quantized_files_run_encoded_and_match_their_weights_decoded_at_load(registry):
-    """llama.cpp's Q8_0 stories260K: without --dtype the weights stay Q8_0 (zoo's kernels), with
-    --dtype float32 they are decoded at load; the two give the same logits and greedy text."""
-    encoded = zoo_model(STORIES_GGUF["q8_0"], registry, dtype=None)
-    decoded = zoo_model(STORIES_GGUF["q8_0"], registry)
-    assert encoded.info()["weight_encodings"].get("q8_0", 0) > 0
-    assert "q8_0" not in decoded.info()["weight_encodings"]
-    assert encoded.info()["weight_bytes_per_token"] < decoded.info()["weight_bytes_per_token"] / 2
+@pytest.mark.parametrize("kind", ["q8_0", "bf16"])
+def test_quantized_files_run_encoded_and_match_their_weights_decoded_at_load(registry, kind):
+    """llama.cpp's Q8_0 and BF16 stories260K: without --dtype the weights stay in their
+    encoding (zoo's kernels), with --dtype float32 they are decoded at load; the two give
+    the same logits and greedy text."""
+    encoded = zoo_model(STORIES_GGUF[kind], registry, dtype=None)
+    decoded = zoo_model(STORIES_GGUF[kind], registry)
+    assert encoded.info()["weight_encodings"].get(kind, 0) > 0
+    assert kind not in decoded.info()["weight_encodings"]
+    assert encoded.info()["weight_bytes_per_token"] < 0.55 * decoded.info()["weight_bytes_per_token"]
     tokens = encoded.encode("Once upon a time there was a little")
     np.testing.assert_allclose(encoded.logits(tokens), decoded.logits(tokens), atol=1e-3, rtol=0)
     prompt = "Once upon a time"

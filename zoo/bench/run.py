@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 from zoo.core.architecture import Checkpoint
-from zoo.core.checkpoints.quantized import QuantizedWeight
 from zoo.core.errors import OptionsError
 from zoo.core.loader import PreparedModel, check_device_options, compile_prepared, describe_device, prepare_model
 from zoo.core.registry import Registry
@@ -91,7 +90,7 @@ def bench_model(
     log: Log = log_stderr,
 ) -> dict[str, Any]:
     """Benchmarks `ref` and returns the JSON-ready report (see `format_report`)."""
-    from zoo.core.quantization import check_quantize
+    from zoo.core.quantization import check_quantize, holds_low_precision
 
     contexts = check_request(contexts, new_tokens, repeats)
     check_device_options(device, dtype)
@@ -108,7 +107,7 @@ def bench_model(
         hf_model = None
     read = time.perf_counter() - started
     config = prepared.config
-    encoded_source = any(isinstance(t, QuantizedWeight) for t in prepared.checkpoint.tensors.values())
+    encoded_source = holds_low_precision(prepared.checkpoint.tensors)
     threads = os.cpu_count() or 1
     torch_threads = _set_torch_threads(threads)
     encoded: dict[int, Rates] = {}

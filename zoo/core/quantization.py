@@ -60,14 +60,15 @@ def prepare_weights(
     `StackedRows` for fused parts in different encodings) where the weight's module can
     hold it (`holders`) and encodings are kept (`keep_encoded`), re-encoded whole in the
     `--quantize` encoding when one is asked; float (NumPy float32 for decoded weights)
-    everywhere else."""
+    everywhere else. A bfloat16 or float16 weight a module can hold stays in its 16 bits
+    (`as_stored`), as a quantized one stays encoded."""
     prepared: dict[str, Any] = {}
     for name, tensor in mapped.items():
         encoded = isinstance(tensor, (QuantizedWeight, StackedRows))
         if not (keep_encoded and name in holders):
             prepared[name] = tensor.dequantize() if encoded else tensor
         elif quantize is None:
-            prepared[name] = tensor
+            prepared[name] = tensor if encoded else (as_stored(tensor) or tensor)
         else:
             wanted = choose_encoding(name, int(tensor.shape[1]), quantize, output)
             if wanted is None:
@@ -77,6 +78,31 @@ def prepare_weights(
             else:
                 prepared[name] = QuantizedWeight.quantize(as_float32(tensor), wanted)
     return prepared
+
+
+_STORED_ENCODINGS = {"torch.bfloat16": "bf16", "torch.float16": "f16"}
+
+
+def as_stored(tensor: Any) -> QuantizedWeight | None:
+    """A 2-D bfloat16 or float16 torch tensor as `bf16` / `f16` rows of the same bits (no
+    rounding), or None for anything else."""
+    encoding = _STORED_ENCODINGS.get(str(getattr(tensor, "dtype", "")))
+    if encoding is None or getattr(tensor, "ndim", 0) != 2:
+        return None
+    import torch
+
+    rows, cols = (int(d) for d in tensor.shape)
+    raw = tensor.detach().contiguous().view(torch.int16).numpy().view(np.uint8).reshape(rows, 2 * cols)
+    return QuantizedWeight(encoding, (rows, cols), raw)
+
+
+def holds_low_precision(tensors: Mapping[str, Any]) -> bool:
+    """Whether a checkpoint has weights that run encoded without `--quantize`: quantized
+    ones, or 2-D bfloat16 / float16 ones."""
+    return any(
+        isinstance(t, (QuantizedWeight, StackedRows)) or (_STORED_ENCODINGS.get(str(getattr(t, "dtype", ""))) and getattr(t, "ndim", 0) == 2)
+        for t in tensors.values()
+    )
 
 
 def bytes_per_token(weights: Mapping[str, Any], *, tied: bool, itemsize: int) -> int:
