@@ -12,7 +12,7 @@ A plugin module implements any of these with `@hookimpl`:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pluggy
@@ -41,3 +41,22 @@ def register_weight_formats(register: Callable[[Any], None]) -> None:
 @hookspec
 def register_commands(register: Callable[[Any], None]) -> None:
     """Register click commands, added to the `zoo` command line."""
+
+
+def architecture_hooks(architecture: Any, aliases: Sequence[Any] = ()) -> tuple[Callable[..., None], Callable[..., None]]:
+    """The two hooks of a plugin that holds one architecture and its model aliases, for a
+    plugin module to bind by their hook names:
+
+        register_architectures, register_models = architecture_hooks(ARCHITECTURE, ALIASES)
+    """
+
+    @hookimpl
+    def register_architectures(register: Callable[[Any], None]) -> None:
+        register(architecture)
+
+    @hookimpl
+    def register_models(register: Callable[[Any], None]) -> None:
+        for alias in aliases:
+            register(alias)
+
+    return register_architectures, register_models

@@ -11,7 +11,7 @@ from functools import partial
 
 from zoo.core.architecture import Architecture, ModelAlias, Variant
 from zoo.core.checkpoints.mapping import SANDWICH_NORMS, map_llama_style
-from zoo.plugins.hookspecs import hookimpl
+from zoo.plugins.hookspecs import architecture_hooks
 
 from .config import Gemma3Config
 from .gguf import LAYOUT
@@ -87,12 +87,4 @@ ALIASES = [
 ]
 
 
-@hookimpl
-def register_architectures(register):
-    register(ARCHITECTURE)
-
-
-@hookimpl
-def register_models(register):
-    for alias in ALIASES:
-        register(alias)
+register_architectures, register_models = architecture_hooks(ARCHITECTURE, ALIASES)

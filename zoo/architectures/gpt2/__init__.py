@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from zoo.core.architecture import Architecture, ModelAlias, Variant
-from zoo.plugins.hookspecs import hookimpl
+from zoo.plugins.hookspecs import architecture_hooks
 
 from .config import GPT2Config
 from .gguf import LAYOUT
@@ -54,12 +54,4 @@ ALIASES = [
 ]
 
 
-@hookimpl
-def register_architectures(register):
-    register(ARCHITECTURE)
-
-
-@hookimpl
-def register_models(register):
-    for alias in ALIASES:
-        register(alias)
+register_architectures, register_models = architecture_hooks(ARCHITECTURE, ALIASES)

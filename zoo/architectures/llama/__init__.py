@@ -8,7 +8,7 @@ mapper serves both).
 from __future__ import annotations
 
 from zoo.core.architecture import Architecture, ModelAlias, Variant, WeightFormat
-from zoo.plugins.hookspecs import hookimpl
+from zoo.plugins.hookspecs import architecture_hooks, hookimpl
 
 from .config import LlamaConfig
 from .gguf import LAYOUT
@@ -142,15 +142,7 @@ ALIASES = [
 ]
 
 
-@hookimpl
-def register_architectures(register):
-    register(ARCHITECTURE)
-
-
-@hookimpl
-def register_models(register):
-    for alias in ALIASES:
-        register(alias)
+register_architectures, register_models = architecture_hooks(ARCHITECTURE, ALIASES)
 
 
 @hookimpl

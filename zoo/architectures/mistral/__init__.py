@@ -8,7 +8,7 @@ are named as Llama's, so core's `map_llama_style` maps them.
 from __future__ import annotations
 
 from zoo.core.architecture import Architecture, ModelAlias, Variant
-from zoo.plugins.hookspecs import hookimpl
+from zoo.plugins.hookspecs import architecture_hooks
 
 from .config import MistralConfig
 
@@ -55,12 +55,4 @@ ALIASES = [
 ]
 
 
-@hookimpl
-def register_architectures(register):
-    register(ARCHITECTURE)
-
-
-@hookimpl
-def register_models(register):
-    for alias in ALIASES:
-        register(alias)
+register_architectures, register_models = architecture_hooks(ARCHITECTURE, ALIASES)

@@ -7,7 +7,7 @@ experts (`zoo.core.blocks.moe.SparseMoE`) in place of the feed-forward.
 from __future__ import annotations
 
 from zoo.core.architecture import Architecture, ModelAlias, Variant
-from zoo.plugins.hookspecs import hookimpl
+from zoo.plugins.hookspecs import architecture_hooks
 
 from .config import MixtralConfig
 from .gguf import LAYOUT
@@ -58,12 +58,4 @@ ALIASES = [
 ]
 
 
-@hookimpl
-def register_architectures(register):
-    register(ARCHITECTURE)
-
-
-@hookimpl
-def register_models(register):
-    for alias in ALIASES:
-        register(alias)
+register_architectures, register_models = architecture_hooks(ARCHITECTURE, ALIASES)

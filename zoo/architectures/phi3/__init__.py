@@ -8,7 +8,7 @@ Llama-style mapper serves it.
 from __future__ import annotations
 
 from zoo.core.architecture import Architecture, ModelAlias, Variant
-from zoo.plugins.hookspecs import hookimpl
+from zoo.plugins.hookspecs import architecture_hooks
 
 from .config import Phi3Config
 from .gguf import LAYOUT
@@ -99,12 +99,4 @@ ALIASES = [
 ]
 
 
-@hookimpl
-def register_architectures(register):
-    register(ARCHITECTURE)
-
-
-@hookimpl
-def register_models(register):
-    for alias in ALIASES:
-        register(alias)
+register_architectures, register_models = architecture_hooks(ARCHITECTURE, ALIASES)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from zoo.core.architecture import Architecture, ModelAlias, Variant
-from zoo.plugins.hookspecs import hookimpl
+from zoo.plugins.hookspecs import architecture_hooks
 
 from .config import Qwen3Config
 from .gguf import LAYOUT
@@ -69,12 +69,4 @@ ALIASES = [
 ]
 
 
-@hookimpl
-def register_architectures(register):
-    register(ARCHITECTURE)
-
-
-@hookimpl
-def register_models(register):
-    for alias in ALIASES:
-        register(alias)
+register_architectures, register_models = architecture_hooks(ARCHITECTURE, ALIASES)

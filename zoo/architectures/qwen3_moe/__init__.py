@@ -11,7 +11,7 @@ core's `map_llama_style` maps those and transformers 5's fused in-memory
 from __future__ import annotations
 
 from zoo.core.architecture import Architecture, ModelAlias, Variant
-from zoo.plugins.hookspecs import hookimpl
+from zoo.plugins.hookspecs import architecture_hooks
 
 from .config import Qwen3MoeConfig
 from .gguf import LAYOUT
@@ -74,12 +74,4 @@ ALIASES = [
 ]
 
 
-@hookimpl
-def register_architectures(register):
-    register(ARCHITECTURE)
-
-
-@hookimpl
-def register_models(register):
-    for alias in ALIASES:
-        register(alias)
+register_architectures, register_models = architecture_hooks(ARCHITECTURE, ALIASES)
