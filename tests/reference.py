@@ -48,3 +48,21 @@ def assert_matches_transformers(hf, model, prompts: list[list[int]], steps: int 
             worst = max(worst, float(np.abs(logits[step][row] - expected).max()))
             sequence.append(int(tokens[step, row]))
     return worst
+
+
+def random_hf(kind: str, hf_config: dict, seed: int):
+    """A transformers model of `kind` whose every weight, bias and norm scale is random."""
+    import torch
+    import transformers
+
+    torch.manual_seed(seed)
+    fields = {k: v for k, v in hf_config.items() if k not in ("architectures", "model_type")}
+    config = getattr(transformers, f"{kind}Config")(initializer_range=0.2, eos_token_id=None, **fields)
+    model = getattr(transformers, f"{kind}ForCausalLM")(config).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith(".bias"):
+                p.normal_(0.0, 0.2)
+            elif "norm" in name:
+                p.normal_(1.0, 0.2)
+    return model

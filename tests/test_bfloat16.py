@@ -18,28 +18,10 @@ import pytest
 
 from conftest import save_gpt2_tokenizer
 from gpt2_fixtures import TINY, make_checkpoint
-from reference import cached_decode, reference_logits
+from reference import cached_decode, random_hf, reference_logits
 
 STEPS = 8
 RELATIVE_BOUND = 0.1  # of the largest |logit|; measured here: 2% (GPT-2) to 5.4% (Mixtral)
-
-
-def random_hf(kind: str, hf_config: dict, seed: int):
-    """A transformers model of `kind` whose every weight, bias and norm scale is random."""
-    import torch
-    import transformers
-
-    torch.manual_seed(seed)
-    fields = {k: v for k, v in hf_config.items() if k not in ("architectures", "model_type")}
-    config = getattr(transformers, f"{kind}Config")(initializer_range=0.2, eos_token_id=None, **fields)
-    model = getattr(transformers, f"{kind}ForCausalLM")(config).eval()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith(".bias"):
-                p.normal_(0.0, 0.2)
-            elif "norm" in name:
-                p.normal_(1.0, 0.2)
-    return model
 
 
 @pytest.fixture(scope="module", params=["gpt2", "llama", "mixtral"])

@@ -25,7 +25,7 @@ from zoo.core.errors import ZooError
 from zoo.core.runtime.generation import TextGenerator
 from zoo.core.loader import load_model
 from zoo.core.runtime.sampling import SamplingOptions
-from reference import assert_matches_transformers, cached_decode, reference_greedy
+from reference import assert_matches_transformers, cached_decode, random_hf, reference_greedy
 
 # The two configs the Llama plugin declares for `zoo verify` (same shapes: the graphs are shared),
 # and a multi-head one for the tests that compile nothing.
@@ -44,21 +44,7 @@ ONCE_UPON_A_TIME = "Once upon a time, there was a little girl named Lily"
 
 def random_llama(seed: int, **shape):
     """A transformers Llama whose every weight, bias and norm scale is random."""
-    import torch
-    from transformers import LlamaConfig as HFLlamaConfig
-    from transformers import LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    shape = {"max_position_embeddings": 128, **shape}
-    config = HFLlamaConfig(initializer_range=0.2, eos_token_id=None, **shape)
-    model = LlamaForCausalLM(config).eval()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith(".bias"):
-                p.normal_(0.0, 0.2)
-            elif "norm" in name:
-                p.normal_(1.0, 0.2)
-    return model
+    return random_hf("Llama", {"max_position_embeddings": 128, **shape}, seed)
 
 
 def token_prompts(vocab_size: int, lengths: list[int], seed: int = 0) -> list[list[int]]:
