@@ -124,25 +124,29 @@ def quiet_hub() -> Iterator[None]:
 
 
 _UNREACHABLE: set[str] = set()  # hub endpoints found unreachable in this process (asked once)
+_ANSWERED: set[str] = set()  # hub endpoints that answered in this process (not asked again)
 
 
 def hub_reachable(repo_id: str, filename: str) -> bool:
     """Whether the hub answers one metadata request for the file within `HF_HUB_ETAG_TIMEOUT`
-    (no retries; any answer, 404 included, counts). False when HF_HUB_OFFLINE is set or the
-    endpoint already failed in this process. Without it the hub client retries an
+    (no retries; any answer, 404 included, counts), asked once per endpoint and process.
+    False when HF_HUB_OFFLINE is set. Without it the hub client retries an
     unreachable or stalled hub for half a minute before it looks in the cache."""
     import httpx
     from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url
 
     if _offline() or constants.ENDPOINT in _UNREACHABLE:
         return False
+    if constants.ENDPOINT in _ANSWERED:
+        return True
     try:
         get_hf_file_metadata(hf_hub_url(repo_id, filename), timeout=constants.HF_HUB_ETAG_TIMEOUT)
     except (httpx.ConnectError, httpx.TimeoutException, httpx.NetworkError, OSError):
         _UNREACHABLE.add(constants.ENDPOINT)
         return False
     except Exception:
-        return True
+        pass
+    _ANSWERED.add(constants.ENDPOINT)
     return True
 
 
