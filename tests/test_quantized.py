@@ -6,8 +6,9 @@ Two models, each compiled once (prefill + decode graph):
   encodings, an encoded token embedding, a q6_k output projection);
 - a GPT-2 (tied embeddings, biases, the fused GELU) encoded in memory with
   `quantize="q8_0"` through `zoo.load`.
-transformers runs the same weights decoded to float32: logits agree to float32
-noise at prefill and every cached step, and greedy tokens are identical.
+transformers runs the same weights decoded to float32: logits agree at prefill and
+every cached step to within what 8-bit activations allow, and greedy tokens are
+identical.
 """
 
 from __future__ import annotations
@@ -35,6 +36,11 @@ LAYER_ENCODINGS = [
     {"q_proj": "q6_k", "k_proj": "q6_k", "v_proj": "q8_0", "o_proj": "bf16", "gate_proj": "f16", "up_proj": "f16", "down_proj": "q4_k"},
 ]
 TOP_ENCODINGS = {"model.embed_tokens.weight": "q8_0", "lm_head.weight": "q6_k"}
+# Quantized matmuls take their activations in 8-bit blocks, as llama.cpp does (MAX's Q4_0/Q4_K/
+# Q6_K kernels): each projection is off by up to ~1% of its output scale from float32 arithmetic.
+# These logits span about +-3; they move by 0.01-0.03 at most steps and up to 0.12 at the worst
+# (measured), where a wrong mapping moves them by about as much as their scale.
+ACTIVATION_TOLERANCE = 0.15
 GPT2 = dict(n_embd=256, n_layer=2, n_head=4, n_positions=64, vocab_size=50257)
 
 
@@ -120,7 +126,7 @@ def test_encoded_logits_match_transformers_at_every_cached_step(encoded_llama):
     hf, model, _ = encoded_llama
     rng = np.random.default_rng(1)
     prompts = [rng.integers(3, LLAMA["vocab_size"], size=n).tolist() for n in (9, 4)]
-    assert_matches_transformers(hf, model, prompts)
+    assert_matches_transformers(hf, model, prompts, atol=ACTIVATION_TOLERANCE)
 
 
 def test_encoded_greedy_tokens_equal_transformers_generate(encoded_llama):
@@ -136,7 +142,7 @@ def test_quantize_in_memory_matches_transformers(quantized_gpt2):
     hf, model = quantized_gpt2
     assert model.loaded.graph.encodings == {"float": 19, "q8_0": 9}  # 4 projections x 2 layers + the tied table
     prompts = [[464, 2068, 7586, 21831, 18045, 625, 262], [40, 588, 257]]
-    assert_matches_transformers(hf, model.loaded, prompts)
+    assert_matches_transformers(hf, model.loaded, prompts, atol=ACTIVATION_TOLERANCE)
     prompt = model.encode("The quick brown fox")
     assert model.generate("The quick brown fox", max_new_tokens=12, greedy=True, ignore_eos=True) == model.decode(
         reference_greedy(hf, prompt, 12)

@@ -298,7 +298,7 @@ def compile_mapped(
     from . import quantization
     from .blocks import kernels
     from .blocks.heads import CompiledHead, NextTokenHead, input_types
-    from .blocks.linear import EncodedWeight, held_values
+    from .blocks.linear import EncodedWeight
     from .runtime.engine import warm_up
 
     # Built lazily on the target device: random init is never materialised.
@@ -329,7 +329,7 @@ def compile_mapped(
     weights: dict[str, Any] = {}
     for name, tensor in held.items():
         if isinstance(tensor, (QuantizedWeight, StackedRows)):
-            weights.update(held_values(f"model.{name}", tensor, lambda t: _as_dtype(t, torch_dtype)))
+            weights.update(holders[name].held_values(f"model.{name}", tensor, lambda t: _as_dtype(t, torch_dtype)))
         else:
             weights[f"model.{name}"] = _as_dtype(tensor, torch_dtype)
     per_token = quantization.bytes_per_token(held, tied=tied, itemsize=dtype.size_in_bytes)

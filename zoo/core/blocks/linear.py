@@ -13,6 +13,7 @@ from max.experimental.tensor import Tensor
 from zoo.core.checkpoints.quantized import QuantizedWeight, StackedRows
 
 from . import kernels
+from .kernels.repack import max_matmul_applies, repack
 
 
 def part_name(name: str, index: int) -> str:
@@ -44,16 +45,20 @@ class EncodedWeight:
             setattr(self, part_name("weight", index), value)
         self.part_encodings = tuple(encodings)
 
+    def packs(self, weight: QuantizedWeight) -> bool:
+        """Whether the graph takes `weight` repacked for MAX's quantized matmul (not here:
+        the rows stay as stored)."""
+        return False
 
-def held_values(name: str, weight: QuantizedWeight | StackedRows, as_float: Any) -> dict[str, Any]:
-    """What the compiled graph takes for the encoded weight `name`: raw rows, per part for
-    `StackedRows` (float parts through `as_float`)."""
-    if isinstance(weight, QuantizedWeight):
-        return {name: weight.data}
-    return {
-        part_name(name, i): part.data if isinstance(part, QuantizedWeight) else as_float(part)
-        for i, part in enumerate(weight.parts)
-    }
+    def held_values(self, name: str, weight: QuantizedWeight | StackedRows, as_float: Any) -> dict[str, Any]:
+        """What the compiled graph takes for the encoded weight `name`: its rows (repacked
+        where `packs`), per part for `StackedRows` (float parts through `as_float`)."""
+        parts = [weight] if isinstance(weight, QuantizedWeight) else weight.parts
+        return {
+            part_name(name, i): (repack(part.data, part.encoding) if self.packs(part) else part.data)
+            if isinstance(part, QuantizedWeight) else as_float(part)
+            for i, part in enumerate(parts)
+        }
 
 
 class Projection(EncodedWeight, Linear):
@@ -61,17 +66,25 @@ class Projection(EncodedWeight, Linear):
     kernel when traced for the one-token decode graph on the CPU. `activation`
     ("gelu_tanh") is applied to the output, fused into the kernel where it can be."""
 
+    def packs(self, weight: QuantizedWeight) -> bool:
+        return max_matmul_applies(weight.encoding, weight.shape[0])
+
     def forward(self, x: Tensor, activation: str | None = None) -> Tensor:
         bias = self.bias if isinstance(self.bias, Tensor) else None
         if not self.part_encodings:
-            return kernels.linear(x, self.weight, bias, activation, self.encoding)
+            return self._product(x, self.weight, self.encoding, bias, activation)
         parts = [
-            kernels.linear(x, getattr(self, part_name("weight", i)), encoding=encoding)
+            self._product(x, getattr(self, part_name("weight", i)), encoding)
             for i, encoding in enumerate(self.part_encodings)
         ]
         y = F.concat(parts, axis=-1)
         y = y if bias is None else y + bias
         return y if activation is None else F.gelu(y, approximate="tanh")
+
+    @staticmethod
+    def _product(x: Tensor, weight: Tensor, encoding: str | None, bias: Tensor | None = None, activation: str | None = None) -> Tensor:
+        packed = max_matmul_applies(encoding, int(weight.shape[0]))
+        return kernels.linear(x, weight, bias, activation, encoding, packed=packed)
 
 
 class TokenEmbedding(EncodedWeight, Embedding):

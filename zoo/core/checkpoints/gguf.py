@@ -46,11 +46,11 @@ class GGUFFile:
     """A GGUF file's metadata and tensor index (tensor data stays memory-mapped)."""
 
     def __init__(self, path: Path) -> None:
-        from gguf import GGUFReader
+        from .gguf_reader import FastArrayReader
 
         self.path = path
         try:
-            self.reader = GGUFReader(str(path), "r")
+            self.reader = FastArrayReader(str(path), "r")
         except Exception as error:
             text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise WeightsError(f"cannot read GGUF file {path}: {text}") from None
@@ -59,10 +59,12 @@ class GGUFFile:
 
     def value(self, key: str, default: Any = None) -> Any:
         """A metadata value: int, float (rounded to its float32 decimal), bool, str or a list."""
-        field = self.reader.fields.get(key)
-        if field is None:
+        if key in self.reader.arrays:
+            value = self.reader.arrays[key]
+        elif key in self.reader.fields:
+            value = self.reader.fields[key].contents()
+        else:
             return default
-        value = field.contents()
         return [_clean(v) for v in value] if isinstance(value, list) else _clean(value)
 
     def arch_value(self, suffix: str, default: Any = None) -> Any:

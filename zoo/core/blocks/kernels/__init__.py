@@ -13,7 +13,9 @@ Weights kept in a GGML block encoding or bfloat16 (`QuantizedWeight`) enter
 the graph as their raw uint8 rows (`encoding` names the format): the decode
 graph reads them with `zoo_qrowdot` (low-precision weights, float32
 arithmetic); every other graph decodes them with `zoo_dequantize` and uses
-MAX's float32 matmul (`mojo/quantized.mojo`).
+MAX's float32 matmul (`mojo/quantized.mojo`). Projections in Q4_0, Q4_K and
+Q6_K whose rows MAX's own quantized matmul takes are repacked for it at load
+(`repack.py`) and use it in every graph (`packed=True`).
 """
 
 from __future__ import annotations
@@ -58,17 +60,24 @@ def _on(x: Any) -> bool:
 ENCODING_CODES = {"bf16": 0, "f16": 1, "q8_0": 2, "q4_0": 3, "q4_k": 4, "q5_k": 5, "q6_k": 6}
 
 
-def linear(x: Any, weight: Any, bias: Any = None, activation: str | None = None, encoding: str | None = None) -> Any:
+def linear(
+    x: Any, weight: Any, bias: Any = None, activation: str | None = None, encoding: str | None = None, packed: bool = False
+) -> Any:
     """`activation(x @ weight.T + bias)`, through the row-dot kernel inside `decode_kernels()`
     on the CPU. `activation` is None or "gelu_tanh" (the kernel applies it as it stores,
     when there is a bias). With `encoding`, `weight` is the raw uint8 rows of a
-    `QuantizedWeight` in that encoding."""
+    `QuantizedWeight` in that encoding; `packed`: rows repacked for MAX's quantized
+    matmul (`repack.repack`), which every graph then uses."""
     from max.dtype import DType
     from max.experimental import functional as F
     from max.graph import DeviceRef, TensorType
 
     if activation not in (None, "gelu_tanh"):
         raise ValueError(f"unsupported activation {activation!r}")
+    if packed:
+        y = _max_qmatmul(x, weight, encoding)
+        y = y if bias is None else y + bias
+        return y if activation is None else F.gelu(y, approximate="tanh")
     fused = _on(x) and (activation is None or bias is not None)
     if encoding is not None and fused:
         return _quantized_row_dot(x, weight, bias, activation, encoding)
@@ -120,6 +129,22 @@ def embed(indices: Any, weight: Any, encoding: str | None = None) -> Any:
     flat = indices.reshape((-1,))
     rows = dequantize(F.gather(weight, flat, axis=0), encoding)
     return rows.reshape((*indices.shape, rows.shape[1]))
+
+
+def _max_qmatmul(x: Any, weight: Any, encoding: str | None) -> Any:
+    """x @ w.T through MAX's `vroom_<encoding>_matmul`, `weight` repacked for it."""
+    from max.dtype import DType
+    from max.experimental import functional as F
+    from max.graph import DeviceRef, TensorType
+
+    lead, k = list(x.shape[:-1]), x.shape[-1]
+    rows = lead[0]
+    for dim in lead[1:]:
+        rows = rows * dim
+    n = weight.shape[0]
+    out_type = TensorType(DType.float32, (rows, n), device=DeviceRef.from_device(x.device))
+    (y,) = F.custom(f"vroom_{encoding}_matmul", x.device, [x.reshape((rows, k)), weight], [out_type])
+    return y.reshape((*lead, n))
 
 
 def _quantized_row_dot(x: Any, weight: Any, bias: Any, activation: str | None, encoding: str) -> Any:
