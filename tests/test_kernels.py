@@ -33,7 +33,7 @@ def _compile(name: str, dims: list[tuple[str, ...]], out_dims: Callable[[list[An
 
     cpu = DeviceRef.CPU()
     inputs = [TensorType(DType.float32, shape, cpu) for shape in dims]
-    with Graph(name, input_types=inputs, custom_extensions=[kernels.PACKAGE]) as graph:
+    with Graph(name, input_types=inputs, custom_extensions=[kernels.package()]) as graph:
         values = list(graph.inputs)
         out = TensorType(DType.float32, out_dims([v.tensor.shape for v in values]), cpu)
         graph.output(ops.custom(name, device=cpu, values=values, out_types=[out])[0])

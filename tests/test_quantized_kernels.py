@@ -33,7 +33,7 @@ def _build():
             TensorType(DType.uint8, (f"n_{e}", f"b_{e}"), cpu),
             TensorType(DType.float32, (1, f"n_{e}"), cpu),
         ]
-    with Graph("quantized_kernels", input_types=inputs, custom_extensions=[kernels.PACKAGE]) as graph:
+    with Graph("quantized_kernels", input_types=inputs, custom_extensions=[kernels.package()]) as graph:
         outputs = []
         for i, e in enumerate(ALL_ENCODINGS):
             x, w, bias = (v.tensor for v in graph.inputs[3 * i : 3 * i + 3])

@@ -335,7 +335,7 @@ def compile_mapped(
     per_token = quantization.bytes_per_token(held, tied=tied, itemsize=dtype.size_in_bytes)
     encodings = quantization.describe_encodings(held)
     del held
-    extensions = [kernels.PACKAGE] if encoded else []
+    extensions = [kernels.package()] if encoded else []
     device_ref = DeviceRef.from_device(device)
     started = time.perf_counter()
     graph = CompiledHead(head.compile(*input_types(config, dtype, device_ref), weights=weights, custom_extensions=extensions))
@@ -343,7 +343,7 @@ def compile_mapped(
     if kernels.applies(device, dtype):
         with kernels.decode_kernels():
             graph.one_token = head.compile(
-                *input_types(config, dtype, device_ref, seqlen=1), weights=weights, custom_extensions=[kernels.PACKAGE]
+                *input_types(config, dtype, device_ref, seqlen=1), weights=weights, custom_extensions=[kernels.package()]
             )
     seconds = time.perf_counter() - started
     del weights

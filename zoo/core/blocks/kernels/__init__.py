@@ -20,16 +20,63 @@ Q6_K whose rows MAX's own quantized matmul takes are repacked for it at load
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from functools import cache
 from pathlib import Path
 from typing import Any
 
-PACKAGE = Path(__file__).parent / "mojo"
+SOURCE = Path(__file__).parent / "mojo"
 SWITCH = "ZOO_DECODE_KERNEL"  # set to 0 to decode with MAX's matmul (one graph per model)
 _ACTIVE: ContextVar[bool] = ContextVar("zoo_decode_kernels", default=False)
+
+
+@cache
+def package() -> Path:
+    """The kernels as a precompiled Mojo package for `custom_extensions`, built once per source
+    (and MAX version) into zoo's cache: given the source directory, MAX would build it again in
+    every process (3-4 s here). Where building fails, the source directory (MAX then builds it
+    and reports the error)."""
+    from importlib.metadata import version
+
+    digest = hashlib.sha256(version("max").encode())
+    for source in sorted(SOURCE.glob("*.mojo")):
+        digest.update(source.name.encode() + b"\0" + source.read_bytes())
+    cache_home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    built = cache_home / "zoo" / "kernels" / f"zoo_kernels_{digest.hexdigest()[:16]}.mojoc"
+    if built.is_file():
+        return built
+    try:
+        return _precompile(built)
+    except (OSError, RuntimeError, ImportError):
+        return SOURCE
+
+
+def _precompile(target: Path) -> Path:
+    """Builds the package into `target` (through a private staging folder, then renamed into place,
+    so that concurrent processes never read half a file)."""
+    import subprocess
+
+    from mojo.run import subprocess_run_mojo
+
+    staging = target.parent / f".staging-{os.getpid()}"
+    staging.mkdir(parents=True, exist_ok=True)
+    try:
+        built = staging / target.name  # the package's module name comes from the file name
+        done = subprocess_run_mojo(["precompile", str(SOURCE), "-o", str(built)], capture_output=True)
+        if done.returncode != 0 or not built.is_file():
+            raise RuntimeError("mojo precompile failed")
+        os.replace(built, target)
+    except subprocess.SubprocessError as error:
+        raise RuntimeError(str(error)) from None
+    finally:
+        for leftover in staging.glob("*"):
+            leftover.unlink(missing_ok=True)
+        staging.rmdir()
+    return target
 
 
 @contextmanager
