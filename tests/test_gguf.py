@@ -318,6 +318,18 @@ def test_llama_256_scores_as_llama_cpp_in_every_k_quant(registry):
         assert abs(ours - theirs) / theirs < (1e-3 if kind == "f32" else 1e-2), (kind, ours, theirs)
 
 
+def test_llama_256_q4_k_m_kept_encoded_scores_as_llama_cpp(registry):
+    """The Q4_K_M file run as zoo runs it by default (weights encoded, Q4_K/Q6_K projections on
+    MAX's quantized matmul with 8-bit activations, like llama.cpp's): within 1% of llama-perplexity."""
+    text = TEXT.read_text().removesuffix("\n")
+    path = LLAMA_256["Q4_K_M"]
+    model = zoo_model(path, registry, dtype=None)
+    assert set(model.loaded.graph.encodings) == {"float", "q4_k", "q6_k"}
+    ours = model.perplexity(text, context=128).perplexity
+    theirs = llamacpp_perplexity(path, 128)
+    assert abs(ours - theirs) / theirs < 1e-2, (ours, theirs)
+
+
 @pytest.mark.parametrize("family", ["llama", "llama-mqa", "mixtral", "qwen3", "phi3", "granite", "gpt2", "gptneox"])
 def test_family_gguf_logits_equal_transformers(families, registry, family):
     """zoo on the F32 GGUF file against transformers on the checkpoint it came from, at every cached
