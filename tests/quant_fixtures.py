@@ -33,3 +33,20 @@ def random_encoded(encoding: str, rows: int, cols: int, rng: np.random.Generator
         data[..., 0:2] = _halves(rng, blocks, scale / (20 * levels), scale / (10 * levels))
         data[..., 2:4] = _halves(rng, blocks, scale / 400, scale / 200)
     return QuantizedWeight(encoding, (rows, cols), data.reshape(rows, -1))
+
+
+# encodings whose decode kernel multiplies in integers against x quantized to 8 bits
+INTEGER_DOT_ENCODINGS = ("q8_0", "q5_k")
+
+
+def quantized_activations(x: np.ndarray) -> np.ndarray:
+    """The values the decode kernel multiplies for x under `INTEGER_DOT_ENCODINGS` (float64):
+    llama.cpp's Q8_0 activations, blocks of 32 along the last axis with q = round(x * 127 / max|x|)
+    (ties to even) and scale max|x| / 127, both computed in float32."""
+    blocks = x.astype(np.float32).reshape(*x.shape[:-1], -1, 32)
+    amax = np.abs(blocks).max(axis=-1, keepdims=True)
+    with np.errstate(divide="ignore"):
+        inverse = np.where(amax > 0, np.float32(127) / amax, np.float32(0)).astype(np.float32)
+    q = np.rint(blocks * inverse)
+    scale = amax / np.float32(127)
+    return (q.astype(np.float64) * scale.astype(np.float64)).reshape(x.shape)

@@ -10,13 +10,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from quant_fixtures import ALL_ENCODINGS, random_encoded
+from quant_fixtures import ALL_ENCODINGS, INTEGER_DOT_ENCODINGS, quantized_activations, random_encoded
 from zoo.core.blocks import kernels
 from zoo.core.checkpoints.quantized import ENCODINGS
 
 # (x rows, weight rows, weight columns as blocks, and for bf16/f16 extra columns): one decode
-# row, a batch of rows, weight-row counts with and without a 4-row tail, one and several blocks.
-CASES = [(1, 7, 3, 5), (3, 13, 2, 0), (2, 4, 1, 17), (1, 130, 4, 31)]
+# row, batches of rows (the kernel takes x rows 4, 2 and 1 at a time), odd weight-row counts,
+# one and several blocks (Q8_0 rows of one x row are read 4 blocks at a time, with a remainder).
+CASES = [(1, 7, 3, 5), (3, 13, 2, 0), (2, 4, 1, 17), (1, 130, 4, 31), (7, 9, 5, 3), (1, 5, 9, 40)]
 
 
 def _build():
@@ -83,9 +84,12 @@ def test_dequantize_is_the_reference_decoding(results, case, encoding):
 @pytest.mark.parametrize("encoding", ALL_ENCODINGS)
 @pytest.mark.parametrize("case", CASES)
 def test_row_dot_equals_numpy(results, case, encoding):
-    """x @ w.T on the decoded weights, in float32 arithmetic; + bias; + tanh-GELU."""
+    """x @ w.T on the decoded weights, in float32 arithmetic; + bias; + tanh-GELU. For Q8_0
+    and Q5_K, x is first quantized to 8 bits per block of 32 (as llama.cpp does), the rest is
+    exact integer dot products scaled in float32: the same tolerance holds."""
     x, weight, bias, (plain, biased, gelu, _) = results[case, encoding]
-    expected = x.astype(np.float64) @ weight.dequantize().T.astype(np.float64)
+    xs = quantized_activations(x) if encoding in INTEGER_DOT_ENCODINGS else x.astype(np.float64)
+    expected = xs @ weight.dequantize().T.astype(np.float64)
     scale = max(1.0, float(np.abs(expected).max()))
     np.testing.assert_allclose(plain, expected, rtol=0, atol=2e-6 * scale)
     np.testing.assert_allclose(biased, expected + bias, rtol=0, atol=2e-6 * scale)

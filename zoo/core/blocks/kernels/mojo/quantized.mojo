@@ -27,8 +27,9 @@ from max.algorithm import sync_parallelize
 from std.atomic import Atomic
 from std.math import sqrt, tanh
 from std.memory import bitcast
-from std.sys import num_physical_cores
-from std.sys.intrinsics import PrefetchOptions, prefetch
+from std.sys import CompilationTarget, num_physical_cores
+from std.sys.intrinsics import PrefetchOptions, llvm_intrinsic, prefetch
+from std.utils import StaticTuple
 
 comptime BF16 = 0
 comptime F16 = 1
@@ -40,7 +41,7 @@ comptime Q6_K = 6
 
 comptime CHUNK = 32  # values decoded at a time
 comptime BLOCKS_PER_CORE = 16
-comptime PREFETCH_AHEAD = 1024  # bytes ahead in each weight row
+comptime PREFETCH_AHEAD = 2048  # bytes ahead in the weight row, with several rows of x
 comptime NO_ACTIVATION = 0
 comptime GELU_TANH = 1
 
@@ -222,11 +223,215 @@ def block_dot[enc: Int](block: Bytes, x: Floats, xs: Floats, mut acc: Lanes, mut
 
 
 def chunk_sums(x: Floats, sums: Pointer[Float32, MutUntrackedOrigin], rows: Int, k: Int):
-    """Per row of x, the sum of each 32-value chunk (Q4_K/Q5_K subtract their mins' share)."""
+    """Per row of x, the sum of each 32-value chunk (Q4_K subtracts its mins' share)."""
     var chunks = k // CHUNK
     for m in range(rows):
         for c in range(chunks):
             sums.store(m * chunks + c, x.load[width=CHUNK](m * k + c * CHUNK).reduce_add())
+
+
+# --- integer dot products (Q8_0, Q5_K) -------------------------------------------------------
+
+comptime VNNI = CompilationTarget.has_vnni()
+comptime Quants = SIMD[DType.int8, CHUNK]
+comptime Octet = SIMD[DType.float32, 8]
+comptime Ints = SIMD[DType.int32, 8]
+comptime QBytes = Pointer[Int8, _]
+
+
+def integer_dots[enc: Int]() -> Bool:
+    """Whether `enc` is multiplied in integers against x quantized to 8 bits."""
+    return enc == Q8_0 or enc == Q5_K
+
+
+def quantize_rows[offset: Bool](
+    x: Floats,
+    rows: Int,
+    k: Int,
+    xq: Pointer[Int8, MutUntrackedOrigin],
+    xd: Pointer[Float32, MutUntrackedOrigin],
+    sums: Pointer[Float32, MutUntrackedOrigin],
+):
+    """x in blocks of 32 as llama.cpp's Q8_0 activations: int8 q = round(x * 127 / max|x|)
+    (ties to even), scale d = max|x| / 127 (kept in float32), and d * sum(q) per block.
+    With `offset`, the bytes stored are q + 128 (unsigned), for `dot_signed`."""
+    var blocks = k // CHUNK
+    for m in range(rows):
+        for b in range(blocks):
+            var v = x.load[width=CHUNK](m * k + b * CHUNK)
+            var amax = abs(v).reduce_max()
+            var inv = Float32(127) / amax if amax > 0 else Float32(0)
+            var q = llvm_intrinsic["llvm.roundeven", Chunk](v * inv).cast[DType.int8]()
+            var d = amax / 127
+            comptime if offset:
+                xq.bitcast[UInt8]().store(m * k + b * CHUNK, bitcast[DType.uint8, CHUNK](q) + 128)
+            else:
+                xq.store(m * k + b * CHUNK, q)
+            xd.store(m * blocks + b, d)
+            sums.store(m * blocks + b, d * Float32(q.cast[DType.int32]().reduce_add()))
+
+
+@always_inline
+def dot_u8_i8(acc: Ints, a: SIMD[DType.uint8, CHUNK], b: Quants) -> Ints:
+    """acc + the 32 products a * b (a unsigned, b signed) summed in int32, four to a lane
+    (VNNI's vpdpbusd; elsewhere products in int16, summed in some other grouping)."""
+    comptime if VNNI:
+        return llvm_intrinsic["llvm.x86.avx512.vpdpbusd.256", Ints](acc, a, b)
+    else:
+        return acc + (a.cast[DType.int16]() * b.cast[DType.int16]()).cast[DType.int32]().reduce_add[8]()
+
+
+@always_inline
+def offset_share(w: Quants) -> Ints:
+    """-128 times the weights w summed as `dot_u8_i8` sums products: the share that
+    `dot_u8_i8(offset_share(w), q + 128, w)` removes to leave q . w."""
+    return Ints(0) - dot_u8_i8(Ints(0), SIMD[DType.uint8, CHUNK](128), w)
+
+
+# --- one weight row x MR rows of x --------------------------------------------------------------
+
+
+comptime Totals = Pointer[Float32, MutUntrackedOrigin]
+
+
+@always_inline
+def prefetch_ahead[MR: Int, BB: Int](step: Bytes):
+    """With several rows of x (more arithmetic per weight byte than the hardware prefetcher
+    keeps ahead of), prefetches the BB bytes PREFETCH_AHEAD past `step`."""
+    comptime if MR > 1:
+        comptime options = PrefetchOptions().for_read().high_locality()
+        comptime for line in range((BB + 63) // 64):
+            prefetch[options](step + PREFETCH_AHEAD + line * 64)
+
+
+def q8_0_row[MR: Int](w: Bytes, k: Int, xq: QBytes, xd: Floats, totals: Totals):
+    """totals[m] = the Q8_0 row at w . quantized row m of x (stored + 128): per block an
+    int8 dot product times both scales, U blocks at a time into separate accumulators."""
+    comptime U = 4 // MR
+    var blocks = k // CHUNK
+    var acc = StaticTuple[Octet, U * MR](fill=Octet(0))
+
+    @always_inline
+    def step[u: Int](s: Int) {mut acc, var w, var k, var xq, var xd, var blocks}:
+        var block = w + s * 34
+        var q = (block + 2).bitcast[Int8]().load[width=CHUNK]()
+        var dw = broadcast_half(block).slice[8, offset=0]()
+        var share = offset_share(q)
+        comptime for m in range(MR):
+            var xv = (xq + m * k + s * CHUNK).bitcast[UInt8]().load[width=CHUNK]()
+            var p = dot_u8_i8(share, xv, q).cast[DType.float32]() * Octet(xd.load(m * blocks + s))
+            acc[u * MR + m] = p.fma(dw, acc[u * MR + m])
+
+    var s = 0
+    while s + U <= blocks:
+        prefetch_ahead[MR, U * 34](w + s * 34)
+        comptime for u in range(U):
+            step[u](s + u)
+        s += U
+    while s < blocks:
+        step[0](s)
+        s += 1
+    comptime for m in range(MR):
+        var t = acc[m]
+        comptime for u in range(1, U):
+            t += acc[u * MR + m]
+        totals.store(m, t.reduce_add())
+def q5_k_row[MR: Int](w: Bytes, k: Int, xq: QBytes, xd: Floats, xs: Floats, totals: Totals):
+    """As `q8_0_row` for Q5_K: per 32-value sub-block an unsigned-by-signed int8 dot product
+    times d * scale * x's scale, less d_min * min * (x's scale * sum of its quants)."""
+    comptime A = 4 // MR  # accumulators per row of x, taken by sub-block in turn
+    var blocks = k // 256
+    var chunks = k // CHUNK
+    var acc = StaticTuple[Octet, A * MR](fill=Octet(0))
+    var offs = StaticTuple[Octet, MR](fill=Octet(0))
+    for s in range(blocks):
+        var block = w + s * 176
+        prefetch_ahead[MR, 176](block)
+        var d = half(block)
+        var dmin = half(block + 2)
+        var sm = k_scales_mins(block + 4)
+        var scale = sm[0] * d
+        var mins = sm[1] * dmin
+        var sx = StaticTuple[Octet, MR](fill=Octet(0))
+        comptime for m in range(MR):
+            sx[m] = scale * xd.load[width=8](m * chunks + s * 8)
+            offs[m] = mins.fma(xs.load[width=8](m * chunks + s * 8), offs[m])
+        var qh = (block + 16).load[width=CHUNK]()
+        comptime for pair in range(4):
+            var raw = (block + 48 + 32 * pair).load[width=CHUNK]()
+            comptime for half_ in range(2):
+                comptime c = 2 * pair + half_
+                var q = ((raw >> UInt8(4 * half_)) & 15) | (((qh >> UInt8(c)) & 1) << 4)
+                comptime for m in range(MR):
+                    var xv = (xq + m * k + s * 256 + c * CHUNK).load[width=CHUNK]()
+                    var p = dot_u8_i8(Ints(0), q, xv).cast[DType.float32]()
+                    acc[(c % A) * MR + m] = p.fma(Octet(sx[m][c]), acc[(c % A) * MR + m])
+    comptime for m in range(MR):
+        var t = acc[m]
+        comptime for a in range(1, A):
+            t += acc[a * MR + m]
+        totals.store(m, t.reduce_add() - offs[m].reduce_add())
+
+
+def half_row[enc: Int, MR: Int](w: Bytes, k: Int, x: Floats, totals: Totals):
+    """As `q8_0_row` for a bf16/f16 row, in float32: each chunk converted once for MR rows of
+    x, two chunks at a time into separate accumulators."""
+    comptime U = 2 if MR == 1 else 1
+    var chunks = k // CHUNK
+    var acc = StaticTuple[Chunk, U * MR](fill=Chunk(0))
+    var s = 0
+    while s + U <= chunks:
+        prefetch_ahead[MR, U * 64](w + s * 64)
+        comptime for u in range(U):
+            var wv = decode_chunk[enc](w, s + u)
+            comptime for m in range(MR):
+                acc[u * MR + m] = wv.fma(x.load[width=CHUNK](m * k + (s + u) * CHUNK), acc[u * MR + m])
+        s += U
+    while s < chunks:
+        var wv = decode_chunk[enc](w, s)
+        comptime for m in range(MR):
+            acc[m] = wv.fma(x.load[width=CHUNK](m * k + s * CHUNK), acc[m])
+        s += 1
+    comptime for m in range(MR):
+        var t = acc[m]
+        comptime for u in range(1, U):
+            t += acc[u * MR + m]
+        totals.store(m, t.reduce_add() + tail_dot[enc](w, x + m * k, chunks, k))
+
+
+def float_row[enc: Int, MR: Int](w: Bytes, k: Int, x: Floats, xs: Floats, totals: Totals):
+    """As `q8_0_row` for the other block encodings, decoded to float32 (`block_dot`)."""
+    comptime BV = block_values[enc]()
+    comptime BB = block_bytes[enc]()
+    comptime CHUNKS = BV // CHUNK
+    var blocks = k // BV
+    var chunks = k // CHUNK
+    var acc = StaticTuple[Lanes, MR](fill=Lanes(0))
+    var offs = StaticTuple[SIMD[DType.float32, 8], MR](fill=SIMD[DType.float32, 8](0))
+    for s in range(blocks):
+        var block = w + s * BB
+        prefetch_ahead[MR, BB](block)
+        comptime for m in range(MR):
+            var a = acc[m]
+            var o = offs[m]
+            block_dot[enc](block, x + m * k + s * BV, xs + m * chunks + s * CHUNKS, a, o)
+            acc[m] = a
+            offs[m] = o
+    comptime for m in range(MR):
+        totals.store(m, acc[m].reduce_add() - offs[m].reduce_add())
+
+
+def row_dot[enc: Int, MR: Int](w: Bytes, k: Int, x: Floats, xq: QBytes, xd: Floats, xs: Floats, totals: Totals):
+    """totals[m] = the weight row at w . row m of x (x, its quantized form xq/xd, its block
+    sums xs all start at that row)."""
+    comptime if enc == Q8_0:
+        q8_0_row[MR](w, k, xq, xd, totals)
+    elif enc == Q5_K:
+        q5_k_row[MR](w, k, xq, xd, xs, totals)
+    elif enc == BF16 or enc == F16:
+        half_row[enc, MR](w, k, x, totals)
+    else:
+        float_row[enc, MR](w, k, x, xs, totals)
 
 
 def qrow_dot[
@@ -238,31 +443,30 @@ def qrow_dot[
     bias: InputTensor[dtype = DType.float32, rank=2, ...],
 ):
     """output[m, j] = activation(sum over k of x[m, k] * w[j, k] (+ bias[0, j]))."""
-    comptime BV = block_values[enc]()
-    comptime BB = block_bytes[enc]()
-    comptime CHUNKS = BV // CHUNK
-    comptime Offsets = SIMD[DType.float32, 8]
     var rows = x.dim_size(0)
     var k = x.dim_size(1)
     var n = w.dim_size(0)
     var row_bytes = w.dim_size(1)
-    var blocks_per_row = k // BV
     var xp = x.unsafe_ptr()
     var wp = w.unsafe_ptr()
     var bp = bias.unsafe_ptr()
     var op = output.unsafe_ptr()
-    var sums = alloc[Float32](rows * (k // CHUNK) + 1)
-    comptime if enc == Q4_K or enc == Q5_K:
+    var chunks = k // CHUNK
+    var xq = alloc[Int8](rows * k if integer_dots[enc]() else 1)
+    var xd = alloc[Float32](rows * chunks + 1)
+    var sums = alloc[Float32](rows * chunks + 1)
+    comptime if integer_dots[enc]():
+        quantize_rows[enc == Q8_0](xp, rows, k, xq, xd, sums)
+    elif enc == Q4_K:
         chunk_sums(xp, sums, rows, k)
     var workers = num_physical_cores()
     var block = (n + workers * BLOCKS_PER_CORE - 1) // (workers * BLOCKS_PER_CORE)
-    block = ((block + 3) // 4) * 4
     var blocks = (n + block - 1) // block
     var next_block = alloc[Int64](1)
     next_block[0] = 0
 
-    def finish(m: Int, j: Int, acc: Lanes, off: Offsets, tail: Float32) {var op, var bp, var n}:
-        var y = acc.reduce_add() - off.reduce_add() + tail
+    def finish(m: Int, j: Int, total: Float32) {var op, var bp, var n}:
+        var y = total
         comptime if with_bias:
             y += bp.load(j)
         comptime if activation == GELU_TANH:
@@ -270,60 +474,37 @@ def qrow_dot[
             y = 0.5 * y * (1 + tanh(Float32(c) * (y + 0.044715 * y * y * y)))
         op.store(m * n + j, y)
 
-    def work(worker: Int) {var rows, var k, var n, var row_bytes, var blocks_per_row, var xp, var wp, var sums, var block, var blocks, var next_block, var finish}:
-        var chunks = k // CHUNK
+    def work(worker: Int) {var rows, var k, var n, var row_bytes, var xp, var wp, var xq, var xd, var sums, var chunks, var block, var blocks, var next_block, var finish}:
+        var totals = alloc[Float32](16)
         while True:
             var b = Int(Atomic[Int64].fetch_add(next_block, 1))
             if b >= blocks:
                 break
             var j = b * block
             var end = min(j + block, n)
-            while j + 4 <= end:
-                var w0 = wp + j * row_bytes
-                for m in range(rows):
-                    var xrow = xp + m * k
-                    var xs = sums + m * chunks
-                    var a0 = Lanes(0)
-                    var a1 = Lanes(0)
-                    var a2 = Lanes(0)
-                    var a3 = Lanes(0)
-                    var o0 = Offsets(0)
-                    var o1 = Offsets(0)
-                    var o2 = Offsets(0)
-                    var o3 = Offsets(0)
-                    for s in range(blocks_per_row):
-                        var off = s * BB
-                        if m == 0:
-                            comptime options = PrefetchOptions().for_read().high_locality()
-                            comptime for line in range((BB + 63) // 64):
-                                prefetch[options](w0 + off + line * 64 + PREFETCH_AHEAD)
-                                prefetch[options](w0 + row_bytes + off + line * 64 + PREFETCH_AHEAD)
-                                prefetch[options](w0 + 2 * row_bytes + off + line * 64 + PREFETCH_AHEAD)
-                                prefetch[options](w0 + 3 * row_bytes + off + line * 64 + PREFETCH_AHEAD)
-                        var xb = xrow + s * BV
-                        var xsb = xs + s * CHUNKS
-                        block_dot[enc](w0 + off, xb, xsb, a0, o0)
-                        block_dot[enc](w0 + row_bytes + off, xb, xsb, a1, o1)
-                        block_dot[enc](w0 + 2 * row_bytes + off, xb, xsb, a2, o2)
-                        block_dot[enc](w0 + 3 * row_bytes + off, xb, xsb, a3, o3)
-                    finish(m, j, a0, o0, tail_dot[enc](w0, xrow, blocks_per_row, k))
-                    finish(m, j + 1, a1, o1, tail_dot[enc](w0 + row_bytes, xrow, blocks_per_row, k))
-                    finish(m, j + 2, a2, o2, tail_dot[enc](w0 + 2 * row_bytes, xrow, blocks_per_row, k))
-                    finish(m, j + 3, a3, o3, tail_dot[enc](w0 + 3 * row_bytes, xrow, blocks_per_row, k))
-                j += 4
             while j < end:
                 var wr = wp + j * row_bytes
-                for m in range(rows):
-                    var xrow = xp + m * k
-                    var acc = Lanes(0)
-                    var offs = Offsets(0)
-                    for s in range(blocks_per_row):
-                        block_dot[enc](wr + s * BB, xrow + s * BV, sums + m * chunks + s * CHUNKS, acc, offs)
-                    finish(m, j, acc, offs, tail_dot[enc](wr, xrow, blocks_per_row, k))
+                var m = 0
+                while m < rows:
+                    var at = m * k
+                    var ac = m * chunks
+                    var mr = 4 if rows - m >= 4 else (2 if rows - m >= 2 else 1)
+                    if mr == 4:
+                        row_dot[enc, 4](wr, k, xp + at, xq + at, xd + ac, sums + ac, totals)
+                    elif mr == 2:
+                        row_dot[enc, 2](wr, k, xp + at, xq + at, xd + ac, sums + ac, totals)
+                    else:
+                        row_dot[enc, 1](wr, k, xp + at, xq + at, xd + ac, sums + ac, totals)
+                    for i in range(mr):
+                        finish(m + i, j, totals.load(i))
+                    m += mr
                 j += 1
+        totals.free()
 
     sync_parallelize(work, workers)
     next_block.free()
+    xq.free()
+    xd.free()
     sums.free()
 
 
