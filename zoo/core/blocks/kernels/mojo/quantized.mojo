@@ -274,11 +274,15 @@ def quantize_rows[offset: Bool](
 @always_inline
 def dot_u8_i8(acc: Ints, a: SIMD[DType.uint8, CHUNK], b: Quants) -> Ints:
     """acc + the 32 products a * b (a unsigned, b signed) summed in int32, four to a lane
-    (VNNI's vpdpbusd; elsewhere products in int16, summed in some other grouping)."""
+    (VNNI's vpdpbusd; elsewhere as pmaddwd does, in another grouping)."""
     comptime if VNNI:
         return llvm_intrinsic["llvm.x86.avx512.vpdpbusd.256", Ints](acc, a, b)
     else:
-        return acc + (a.cast[DType.int16]() * b.cast[DType.int16]()).cast[DType.int32]().reduce_add[8]()
+        # adjacent int16 products summed in pairs (what pmaddwd does), then the halves added
+        var ap = a.cast[DType.int16]().deinterleave()
+        var bp = b.cast[DType.int16]().deinterleave()
+        var pairs = ap[0].cast[DType.int32]() * bp[0].cast[DType.int32]() + ap[1].cast[DType.int32]() * bp[1].cast[DType.int32]()
+        return acc + pairs.slice[8, offset=0]() + pairs.slice[8, offset=8]()
 
 
 @always_inline
