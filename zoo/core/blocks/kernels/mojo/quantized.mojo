@@ -244,17 +244,18 @@ def integer_dots[enc: Int]() -> Bool:
     return enc == Q8_0 or enc == Q5_K
 
 
-def quantize_rows[offset: Bool](
+def quantize_rows[shares: Bool](
     x: Floats,
     rows: Int,
     k: Int,
     xq: Pointer[Int8, MutUntrackedOrigin],
     xd: Pointer[Float32, MutUntrackedOrigin],
     sums: Pointer[Float32, MutUntrackedOrigin],
+    xc: Pointer[Int32, MutUntrackedOrigin],
 ):
     """x in blocks of 32 as llama.cpp's Q8_0 activations: int8 q = round(x * 127 / max|x|)
-    (ties to even), scale d = max|x| / 127 (kept in float32), and d * sum(q) per block.
-    With `offset`, the bytes stored are q + 128 (unsigned), for `dot_signed`."""
+    (ties to even), scale d = max|x| / 127 (kept in float32), and d * sum(q) per block;
+    with `shares`, also each block's `unsigned_share` (8 int32)."""
     var blocks = k // CHUNK
     for m in range(rows):
         for b in range(blocks):
@@ -263,10 +264,9 @@ def quantize_rows[offset: Bool](
             var inv = Float32(127) / amax if amax > 0 else Float32(0)
             var q = llvm_intrinsic["llvm.roundeven", Chunk](v * inv).cast[DType.int8]()
             var d = amax / 127
-            comptime if offset:
-                xq.bitcast[UInt8]().store(m * k + b * CHUNK, bitcast[DType.uint8, CHUNK](q) + 128)
-            else:
-                xq.store(m * k + b * CHUNK, q)
+            xq.store(m * k + b * CHUNK, q)
+            comptime if shares:
+                xc.store((m * blocks + b) * 8, unsigned_share(q))
             xd.store(m * blocks + b, d)
             sums.store(m * blocks + b, d * Float32(q.cast[DType.int32]().reduce_add()))
 
@@ -286,10 +286,10 @@ def dot_u8_i8(acc: Ints, a: SIMD[DType.uint8, CHUNK], b: Quants) -> Ints:
 
 
 @always_inline
-def offset_share(w: Quants) -> Ints:
-    """-128 times the weights w summed as `dot_u8_i8` sums products: the share that
-    `dot_u8_i8(offset_share(w), q + 128, w)` removes to leave q . w."""
-    return Ints(0) - dot_u8_i8(Ints(0), SIMD[DType.uint8, CHUNK](128), w)
+def unsigned_share(x: Quants) -> Ints:
+    """-128 times x, summed as `dot_u8_i8` sums products: what
+    `dot_u8_i8(unsigned_share(x), w + 128 as unsigned bytes, x)` adds to leave w . x."""
+    return Ints(0) - dot_u8_i8(Ints(0), SIMD[DType.uint8, CHUNK](128), x)
 
 
 # --- one weight row x MR rows of x --------------------------------------------------------------
@@ -308,22 +308,23 @@ def prefetch_ahead[MR: Int, BB: Int](step: Bytes):
             prefetch[options](step + PREFETCH_AHEAD + line * 64)
 
 
-def q8_0_row[MR: Int](w: Bytes, k: Int, xq: QBytes, xd: Floats, totals: Totals):
-    """totals[m] = the Q8_0 row at w . quantized row m of x (stored + 128): per block an
-    int8 dot product times both scales, U blocks at a time into separate accumulators."""
+def q8_0_row[MR: Int](w: Bytes, k: Int, xq: QBytes, xd: Floats, xc: Pointer[Int32, _], totals: Totals):
+    """totals[m] = the Q8_0 row at w . quantized row m of x: per block an int8 dot product
+    (w + 128 unsigned times x, plus x's `unsigned_share` from xc) times both scales, U blocks
+    at a time into separate accumulators."""
     comptime U = 4 // MR
     var blocks = k // CHUNK
     var acc = StaticTuple[Octet, U * MR](fill=Octet(0))
 
     @always_inline
-    def step[u: Int](s: Int) {mut acc, var w, var k, var xq, var xd, var blocks}:
+    def step[u: Int](s: Int) {mut acc, var w, var k, var xq, var xd, var xc, var blocks}:
         var block = w + s * 34
-        var q = (block + 2).bitcast[Int8]().load[width=CHUNK]()
+        var q = (block + 2).load[width=CHUNK]() ^ 128  # w + 128, unsigned
         var dw = broadcast_half(block).slice[8, offset=0]()
-        var share = offset_share(q)
         comptime for m in range(MR):
-            var xv = (xq + m * k + s * CHUNK).bitcast[UInt8]().load[width=CHUNK]()
-            var p = dot_u8_i8(share, xv, q).cast[DType.float32]() * Octet(xd.load(m * blocks + s))
+            var xv = (xq + m * k + s * CHUNK).load[width=CHUNK]()
+            var share = (xc + (m * blocks + s) * 8).load[width=8]()
+            var p = dot_u8_i8(share, q, xv).cast[DType.float32]() * Octet(xd.load(m * blocks + s))
             acc[u * MR + m] = p.fma(dw, acc[u * MR + m])
 
     var s = 0
@@ -425,11 +426,13 @@ def float_row[enc: Int, MR: Int](w: Bytes, k: Int, x: Floats, xs: Floats, totals
         totals.store(m, acc[m].reduce_add() - offs[m].reduce_add())
 
 
-def row_dot[enc: Int, MR: Int](w: Bytes, k: Int, x: Floats, xq: QBytes, xd: Floats, xs: Floats, totals: Totals):
+def row_dot[enc: Int, MR: Int](
+    w: Bytes, k: Int, x: Floats, xq: QBytes, xd: Floats, xs: Floats, xc: Pointer[Int32, _], totals: Totals
+):
     """totals[m] = the weight row at w . row m of x (x, its quantized form xq/xd, its block
-    sums xs all start at that row)."""
+    sums xs and shares xc all start at that row)."""
     comptime if enc == Q8_0:
-        q8_0_row[MR](w, k, xq, xd, totals)
+        q8_0_row[MR](w, k, xq, xd, xc, totals)
     elif enc == Q5_K:
         q5_k_row[MR](w, k, xq, xd, xs, totals)
     elif enc == BF16 or enc == F16:
@@ -457,10 +460,11 @@ def qrow_dot[
     var op = output.unsafe_ptr()
     var chunks = k // CHUNK
     var xq = alloc[Int8](rows * k if integer_dots[enc]() else 1)
+    var xc = alloc[Int32](rows * chunks * 8 if enc == Q8_0 else 1)
     var xd = alloc[Float32](rows * chunks + 1)
     var sums = alloc[Float32](rows * chunks + 1)
     comptime if integer_dots[enc]():
-        quantize_rows[enc == Q8_0](xp, rows, k, xq, xd, sums)
+        quantize_rows[enc == Q8_0](xp, rows, k, xq, xd, sums, xc)
     elif enc == Q4_K:
         chunk_sums(xp, sums, rows, k)
     var workers = num_physical_cores()
@@ -478,7 +482,7 @@ def qrow_dot[
             y = 0.5 * y * (1 + tanh(Float32(c) * (y + 0.044715 * y * y * y)))
         op.store(m * n + j, y)
 
-    def work(worker: Int) {var rows, var k, var n, var row_bytes, var xp, var wp, var xq, var xd, var sums, var chunks, var block, var blocks, var next_block, var finish}:
+    def work(worker: Int) {var rows, var k, var n, var row_bytes, var xp, var wp, var xq, var xd, var sums, var xc, var chunks, var block, var blocks, var next_block, var finish}:
         var totals = alloc[Float32](16)
         while True:
             var b = Int(Atomic[Int64].fetch_add(next_block, 1))
@@ -494,11 +498,11 @@ def qrow_dot[
                     var ac = m * chunks
                     var mr = 4 if rows - m >= 4 else (2 if rows - m >= 2 else 1)
                     if mr == 4:
-                        row_dot[enc, 4](wr, k, xp + at, xq + at, xd + ac, sums + ac, totals)
+                        row_dot[enc, 4](wr, k, xp + at, xq + at, xd + ac, sums + ac, xc + ac * 8, totals)
                     elif mr == 2:
-                        row_dot[enc, 2](wr, k, xp + at, xq + at, xd + ac, sums + ac, totals)
+                        row_dot[enc, 2](wr, k, xp + at, xq + at, xd + ac, sums + ac, xc + ac * 8, totals)
                     else:
-                        row_dot[enc, 1](wr, k, xp + at, xq + at, xd + ac, sums + ac, totals)
+                        row_dot[enc, 1](wr, k, xp + at, xq + at, xd + ac, sums + ac, xc + ac * 8, totals)
                     for i in range(mr):
                         finish(m + i, j, totals.load(i))
                     m += mr
@@ -508,6 +512,7 @@ def qrow_dot[
     sync_parallelize(work, workers)
     next_block.free()
     xq.free()
+    xc.free()
     xd.free()
     sums.free()
 
