@@ -26,7 +26,7 @@ from extensibility import InputTensor, OutputTensor
 from max.algorithm import sync_parallelize
 from std.atomic import Atomic
 from std.math import sqrt, tanh
-from std.memory import bitcast
+from std.memory import bitcast, stack_allocation
 from std.sys import CompilationTarget, num_physical_cores
 from std.sys.intrinsics import PrefetchOptions, llvm_intrinsic, prefetch
 from std.utils import StaticTuple
@@ -341,36 +341,44 @@ def q8_0_row[MR: Int](w: Bytes, k: Int, xq: QBytes, xd: Floats, xc: Pointer[Int3
         comptime for u in range(1, U):
             t += acc[u * MR + m]
         totals.store(m, t.reduce_add())
+comptime SEGMENT = 32  # Q5_K super-blocks whose scales are worked out ahead of their dot products
+
+
 def q5_k_row[MR: Int](w: Bytes, k: Int, xq: QBytes, xd: Floats, xs: Floats, totals: Totals):
     """As `q8_0_row` for Q5_K: per 32-value sub-block an unsigned-by-signed int8 dot product
-    times d * scale * x's scale, less d_min * min * (x's scale * sum of its quants)."""
+    times d * scale * x's scale, less d_min * min * (x's scale * sum of its quants). The
+    scales of up to SEGMENT super-blocks are worked out first, so that the dot products
+    take each from memory."""
     comptime A = 4 // MR  # accumulators per row of x, taken by sub-block in turn
     var blocks = k // 256
     var chunks = k // CHUNK
     var acc = StaticTuple[Octet, A * MR](fill=Octet(0))
     var offs = StaticTuple[Octet, MR](fill=Octet(0))
-    for s in range(blocks):
-        var block = w + s * 176
-        prefetch_ahead[MR, 176](block)
-        var d = half(block)
-        var dmin = half(block + 2)
-        var sm = k_scales_mins(block + 4)
-        var scale = sm[0] * d
-        var mins = sm[1] * dmin
-        var sx = StaticTuple[Octet, MR](fill=Octet(0))
-        comptime for m in range(MR):
-            sx[m] = scale * xd.load[width=8](m * chunks + s * 8)
-            offs[m] = mins.fma(xs.load[width=8](m * chunks + s * 8), offs[m])
-        var qh = (block + 16).load[width=CHUNK]()
-        comptime for pair in range(4):
-            var raw = (block + 48 + 32 * pair).load[width=CHUNK]()
-            comptime for half_ in range(2):
-                comptime c = 2 * pair + half_
-                var q = ((raw >> UInt8(4 * half_)) & 15) | (((qh >> UInt8(c)) & 1) << 4)
-                comptime for m in range(MR):
-                    var xv = (xq + m * k + s * 256 + c * CHUNK).load[width=CHUNK]()
-                    var p = dot_u8_i8(Ints(0), q, xv).cast[DType.float32]()
-                    acc[(c % A) * MR + m] = p.fma(Octet(sx[m][c]), acc[(c % A) * MR + m])
+    var scales = stack_allocation[MR * SEGMENT * 8, Float32]()
+    for start in range(0, blocks, SEGMENT):
+        var end = min(start + SEGMENT, blocks)
+        for s in range(start, end):
+            var block = w + s * 176
+            var sm = k_scales_mins(block + 4)
+            var scale = sm[0] * half(block)
+            var mins = sm[1] * half(block + 2)
+            comptime for m in range(MR):
+                scales.store((m * SEGMENT + s - start) * 8, scale * xd.load[width=8](m * chunks + s * 8))
+                offs[m] = mins.fma(xs.load[width=8](m * chunks + s * 8), offs[m])
+        for s in range(start, end):
+            var block = w + s * 176
+            prefetch_ahead[MR, 176](block)
+            var qh = (block + 16).load[width=CHUNK]()
+            comptime for pair in range(4):
+                var raw = (block + 48 + 32 * pair).load[width=CHUNK]()
+                comptime for half_ in range(2):
+                    comptime c = 2 * pair + half_
+                    var q = ((raw >> UInt8(4 * half_)) & 15) | (((qh >> UInt8(c)) & 1) << 4)
+                    comptime for m in range(MR):
+                        var xv = (xq + m * k + s * 256 + c * CHUNK).load[width=CHUNK]()
+                        var p = dot_u8_i8(Ints(0), q, xv).cast[DType.float32]()
+                        var sx = Octet(scales.load((m * SEGMENT + s - start) * 8 + c))
+                        acc[(c % A) * MR + m] = p.fma(sx, acc[(c % A) * MR + m])
     comptime for m in range(MR):
         var t = acc[m]
         comptime for a in range(1, A):
