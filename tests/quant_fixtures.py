@@ -3,6 +3,10 @@ valid blocks (small scales, every quant and scale bit random) where it has none.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
 import numpy as np
 
 from zoo.core.checkpoints.quantized import ENCODINGS, QuantizedWeight
@@ -50,3 +54,32 @@ def quantized_activations(x: np.ndarray) -> np.ndarray:
     q = np.rint(blocks * inverse)
     scale = amax / np.float32(127)
     return (q.astype(np.float64) * scale.astype(np.float64)).reshape(x.shape)
+
+
+@contextmanager
+def decode_quantized_reference(hf: Any, modules: list[Any], prompts: list[list[int]]) -> Iterator[Any]:
+    """`hf` as `reference_logits` calls it (full recompute), with the input rows of `modules` past
+    the prompt through `quantized_activations`: zoo's prefill multiplies the prompt in float32, its
+    one-token decode graph quantizes x for Q8_0/Q5_K weights. Yields what to pass in place of hf."""
+    import torch
+
+    start = [0]
+
+    def quantize(module: Any, args: tuple) -> tuple | None:
+        x = args[0]
+        if x.shape[1] <= start[0]:
+            return None
+        tail = torch.from_numpy(quantized_activations(x[:, start[0] :].detach().numpy())).to(x.dtype)
+        return (torch.cat([x[:, : start[0]], tail], dim=1), *args[1:])
+
+    def call(ids: Any) -> Any:
+        row = ids[0].tolist()
+        start[0] = max(len(p) for p in prompts if row[: len(p)] == p)
+        return hf(ids)
+
+    handles = [module.register_forward_pre_hook(quantize) for module in modules]
+    try:
+        yield call
+    finally:
+        for handle in handles:
+            handle.remove()
