@@ -9,12 +9,17 @@ float32 values exactly as the reference decoders do (the `gguf` package's
 NumPy code, llama.cpp's `dequantize_row_*`).
 
 - `zoo_qrowdot` (+ `_bias`, + `_bias_gelu_tanh`): y = x @ w.T for a few rows
-  of float32 x (the decode step), reading each weight byte once from memory
-  and accumulating in float32; weight rows are taken four at a time in blocks
-  from a shared counter, as `zoo_rowdot` does for float32 weights. Decoding
-  is what bounds this on a CPU, so `block_dot` multiplies each chunk's 32
-  products by its scale once (and Q4_K/Q5_K mins by the chunk's sum of x)
-  rather than scaling every value first.
+  of float32 x (the decode step), reading each weight byte once from memory.
+  The cores take blocks of weight rows from a shared counter, as `zoo_rowdot`
+  does for float32 weights, and stream each weight row once, front to back
+  (one sequential stream per core, which the hardware prefetcher keeps up
+  with), against up to four rows of x at a time, with several accumulators.
+  Q8_0 and Q5_K are multiplied in integers, as llama.cpp does: each row of x
+  is first quantized to 8 bits per block of 32 (`quantize_rows`), then each
+  block is an int8 dot product (AVX-512 VNNI's vpdpbusd where the CPU has it)
+  scaled in float32. That rounds x about as finely as Q8_0 rounds the weights.
+  bf16/f16 and the other encodings are decoded and multiplied in float32,
+  each chunk's 32 products scaled once (`block_dot`).
 - `zoo_dequantize`: the float32 (n, cols) values, for the prefill graph's
   matmul and for embedding rows.
 
@@ -171,41 +176,27 @@ def k_scales_mins(scales: Bytes) -> Tuple[SIMD[DType.float32, 8], SIMD[DType.flo
 
 @always_inline
 def block_dot[enc: Int](block: Bytes, x: Floats, xs: Floats, mut acc: Lanes, mut off: SIMD[DType.float32, 8]):
-    """Adds the dot product of one storage block with x (at the block's first value) to
-    acc (16 lanes to be summed) and, for Q4_K/Q5_K, the mins' share (d_min * m * sum of
-    the chunk's x, `xs` holding those sums) to `off` (subtracted at the end).
+    """Adds the dot product of one Q4_0, Q4_K or Q6_K block with x (at the block's first
+    value) to acc (16 lanes to be summed) and, for Q4_K, the mins' share (d_min * m * sum
+    of the chunk's x, `xs` holding those sums) to `off` (subtracted at the end).
 
     The per-chunk scale multiplies a chunk's 32 products once, instead of each value."""
-    comptime if enc == BF16 or enc == F16:
-        var w = decode_chunk[enc](block, 0)
-        var xv = x.load[width=CHUNK]()
-        acc = w.slice[16, offset=0]().fma(xv.slice[16, offset=0](), acc)
-        acc = w.slice[16, offset=16]().fma(xv.slice[16, offset=16](), acc)
-    elif enc == Q8_0:
-        var q = (block + 2).bitcast[Int8]().load[width=CHUNK]()
-        acc = broadcast_half(block).fma(dot32(q.cast[DType.float32](), x.load[width=CHUNK]()), acc)
-    elif enc == Q4_0:
+    comptime if enc == Q4_0:
         var raw = (block + 2).load[width=16]()
         var lo = ((raw & 15).cast[DType.int8]() - 8).cast[DType.float32]() * x.load[width=16]()
         var p = ((raw >> 4).cast[DType.int8]() - 8).cast[DType.float32]().fma(x.load[width=16](16), lo)
         acc = broadcast_half(block).fma(p, acc)
-    elif enc == Q4_K or enc == Q5_K:
+    elif enc == Q4_K:
         var d = half(block)
         var dmin = half(block + 2)
         var sm = k_scales_mins(block + 4)
         var scale = sm[0] * d
         off = (sm[1] * dmin).fma(xs.load[width=8](), off)
-        comptime QS = 16 if enc == Q4_K else 48
-        var qh = SIMD[DType.uint8, CHUNK](0)
-        comptime if enc == Q5_K:
-            qh = (block + 16).load[width=CHUNK]()
         comptime for pair in range(4):
-            var raw = (block + QS + 32 * pair).load[width=CHUNK]()
+            var raw = (block + 16 + 32 * pair).load[width=CHUNK]()
             comptime for half_ in range(2):
                 comptime c = 2 * pair + half_
                 var q = (raw >> UInt8(4 * half_)) & 15
-                comptime if enc == Q5_K:
-                    q = q | (((qh >> UInt8(c)) & 1) << 4)
                 var p = dot32(q.cast[DType.float32](), x.load[width=CHUNK](c * CHUNK))
                 acc = Lanes(scale[c]).fma(p, acc)
     else:  # Q6_K
@@ -413,7 +404,7 @@ def half_row[enc: Int, MR: Int](w: Bytes, k: Int, x: Floats, totals: Totals):
 
 
 def float_row[enc: Int, MR: Int](w: Bytes, k: Int, x: Floats, xs: Floats, totals: Totals):
-    """As `q8_0_row` for the other block encodings, decoded to float32 (`block_dot`)."""
+    """As `q8_0_row` for Q4_0, Q4_K and Q6_K, decoded to float32 (`block_dot`)."""
     comptime BV = block_values[enc]()
     comptime BB = block_bytes[enc]()
     comptime CHUNKS = BV // CHUNK
