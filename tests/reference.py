@@ -28,6 +28,15 @@ def reference_greedy(hf, ids: list[int], new_tokens: int) -> list[int]:
     return out[0, len(ids) :].tolist()
 
 
+def recomputed_greedy(hf, ids: list[int], new_tokens: int) -> list[int]:
+    """Greedy tokens by full recompute at every step (`reference_logits`), for references that
+    only take whole sequences."""
+    sequence = list(ids)
+    for _ in range(new_tokens):
+        sequence.append(int(np.argmax(reference_logits(hf, sequence))))
+    return sequence[len(ids) :]
+
+
 def cached_decode(model, prompts: list[list[int]], steps: int) -> tuple[np.ndarray, list[np.ndarray]]:
     """Greedy tokens (steps, batch) and the last-position logits of every KV-cached step."""
     logits: list[np.ndarray] = []

@@ -6,9 +6,11 @@ Two models, each compiled once (prefill + decode graph):
   encodings, an encoded token embedding, a q6_k output projection);
 - a GPT-2 (tied embeddings, biases, the fused GELU) encoded in memory with
   `quantize="q8_0"` through `zoo.load`.
-transformers runs the same weights decoded to float32: logits agree at prefill and
-every cached step to within what 8-bit activations allow, and greedy tokens are
-identical.
+transformers runs the same weights decoded to float32. Quantized matmuls round x to
+8 bits per block, as llama.cpp's do: zoo's decode kernel for Q8_0 and Q5_K weights, so
+the reference quantizes those projections' inputs at decode steps too; MAX's Q4_0/Q4_K/
+Q6_K matmul in every graph, which the reference leaves in float32 (ACTIVATION_TOLERANCE).
+Logits agree at prefill and every cached step within that, and greedy tokens are identical.
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ import numpy as np
 import pytest
 
 from conftest import save_gpt2_tokenizer
-from quant_fixtures import random_encoded
-from reference import assert_matches_transformers, cached_decode, reference_greedy
+from quant_fixtures import INTEGER_DOT_ENCODINGS, decode_quantized_reference, random_encoded
+from reference import assert_matches_transformers, cached_decode, recomputed_greedy, reference_greedy
 from zoo.core.checkpoints.quantized import QuantizedWeight
 from zoo.core.errors import OptionsError
 
@@ -123,10 +125,15 @@ def test_encoded_checkpoint_stays_encoded(encoded_llama):
 
 def test_encoded_logits_match_transformers_at_every_cached_step(encoded_llama):
     """A left-padded batch of two prompts: prefill and ten cached decode steps."""
+    import torch
+
     hf, model, _ = encoded_llama
     rng = np.random.default_rng(1)
     prompts = [rng.integers(3, LLAMA["vocab_size"], size=n).tolist() for n in (9, 4)]
-    assert_matches_transformers(hf, model, prompts, atol=ACTIVATION_TOLERANCE)
+    quantized = [m for name, m in hf.named_modules() if isinstance(m, torch.nn.Linear) and _encoding_for(f"{name}.weight") in INTEGER_DOT_ENCODINGS]
+    assert len(quantized) == 5
+    with decode_quantized_reference(hf, quantized, prompts) as reference:
+        assert_matches_transformers(reference, model, prompts, atol=ACTIVATION_TOLERANCE)
 
 
 def test_encoded_greedy_tokens_equal_transformers_generate(encoded_llama):
@@ -142,11 +149,16 @@ def test_quantize_in_memory_matches_transformers(quantized_gpt2):
     hf, model = quantized_gpt2
     assert model.loaded.graph.encodings == {"float": 19, "q8_0": 9}  # 4 projections x 2 layers + the tied table
     prompts = [[464, 2068, 7586, 21831, 18045, 625, 262], [40, 588, 257]]
-    assert_matches_transformers(hf, model.loaded, prompts, atol=ACTIVATION_TOLERANCE)
+    projections = [m for name, m in hf.named_modules() if name.endswith(("c_attn", "c_proj", "c_fc")) or name == "lm_head"]
+    assert len(projections) == 9
+    # Logits here reach 14: where float32 noise leaves an activation on a rounding boundary of its
+    # 8-bit quantization (1 step in 10 or so), zoo and the reference round it apart, which moves the
+    # logits by up to max|x| / 127 * max|w| (0.1 measured); the other steps agree to 1e-5.
     prompt = model.encode("The quick brown fox")
-    assert model.generate("The quick brown fox", max_new_tokens=12, greedy=True, ignore_eos=True) == model.decode(
-        reference_greedy(hf, prompt, 12)
-    )
+    with decode_quantized_reference(hf, projections, [*prompts, prompt]) as reference:
+        assert_matches_transformers(reference, model.loaded, prompts, atol=0.15)
+        expected = recomputed_greedy(reference, prompt, 12)
+    assert model.generate("The quick brown fox", max_new_tokens=12, greedy=True, ignore_eos=True) == model.decode(expected)
 
 
 def test_quantize_in_memory_reads_fewer_bytes(quantized_gpt2):

@@ -10,13 +10,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from quant_fixtures import ALL_ENCODINGS, random_encoded
+from quant_fixtures import ALL_ENCODINGS, INTEGER_DOT_ENCODINGS, quantized_activations, random_encoded
 from zoo.core.blocks import kernels
-from zoo.core.checkpoints.quantized import ENCODINGS
+from zoo.core.checkpoints.quantized import ENCODINGS, QuantizedWeight
 
 # (x rows, weight rows, weight columns as blocks, and for bf16/f16 extra columns): one decode
-# row, a batch of rows, weight-row counts with and without a 4-row tail, one and several blocks.
-CASES = [(1, 7, 3, 5), (3, 13, 2, 0), (2, 4, 1, 17), (1, 130, 4, 31)]
+# row, batches of rows (the kernel takes x rows 4, 2 and 1 at a time), odd weight-row counts,
+# one and several blocks (Q8_0 rows of one x row are read 4 blocks at a time, with a remainder;
+# Q5_K rows in segments of 32 super-blocks).
+CASES = [(1, 7, 3, 5), (3, 13, 2, 0), (2, 4, 1, 17), (1, 130, 4, 31), (7, 9, 5, 3), (1, 5, 9, 40), (2, 3, 33, 1)]
 
 
 def _build():
@@ -48,28 +50,33 @@ def _build():
 
 
 @pytest.fixture(scope="module")
-def results():
-    """Per case and encoding: (x, weight, bias, [row-dot, + bias, + GELU, dequantized])."""
+def model():
+    return _build()
+
+
+def _run(model, case, rng, encoded=random_encoded):
+    """Per encoding, for one case: (x, weight, bias, [row-dot, + bias, + GELU, dequantized])."""
     from max.driver import Buffer
 
-    model = _build()
+    rows, n, blocks, extra = case
+    arrays, made = [], {}
+    for e in ALL_ENCODINGS:
+        values = ENCODINGS[e][0]
+        cols = blocks * (32 if values == 1 else values) + (extra if values == 1 else 0)
+        weight = encoded(e, n, cols, rng)
+        x = rng.standard_normal((rows, cols)).astype(np.float32)
+        bias = rng.standard_normal((1, n)).astype(np.float32)
+        made[e] = (x, weight, bias)
+        arrays += [x, weight.data, bias]
+    out = [o.to_numpy() for o in model.execute(*(Buffer.from_numpy(np.ascontiguousarray(a)) for a in arrays))]
+    return {e: (*made[e], out[4 * i : 4 * i + 4]) for i, e in enumerate(ALL_ENCODINGS)}
+
+
+@pytest.fixture(scope="module")
+def results(model):
+    """Per case and encoding: (x, weight, bias, [row-dot, + bias, + GELU, dequantized])."""
     rng = np.random.default_rng(0)
-    found = {}
-    for case in CASES:
-        rows, n, blocks, extra = case
-        arrays, made = [], {}
-        for e in ALL_ENCODINGS:
-            values = ENCODINGS[e][0]
-            cols = blocks * (32 if values == 1 else values) + (extra if values == 1 else 0)
-            weight = random_encoded(e, n, cols, rng)
-            x = rng.standard_normal((rows, cols)).astype(np.float32)
-            bias = rng.standard_normal((1, n)).astype(np.float32)
-            made[e] = (x, weight, bias)
-            arrays += [x, weight.data, bias]
-        out = [o.to_numpy() for o in model.execute(*(Buffer.from_numpy(np.ascontiguousarray(a)) for a in arrays))]
-        for i, e in enumerate(ALL_ENCODINGS):
-            found[case, e] = (*made[e], out[4 * i : 4 * i + 4])
-    return found
+    return {(case, e): found for case in CASES for e, found in _run(model, case, rng).items()}
 
 
 @pytest.mark.parametrize("encoding", ALL_ENCODINGS)
@@ -83,12 +90,32 @@ def test_dequantize_is_the_reference_decoding(results, case, encoding):
 @pytest.mark.parametrize("encoding", ALL_ENCODINGS)
 @pytest.mark.parametrize("case", CASES)
 def test_row_dot_equals_numpy(results, case, encoding):
-    """x @ w.T on the decoded weights, in float32 arithmetic; + bias; + tanh-GELU."""
+    """x @ w.T on the decoded weights, in float32 arithmetic; + bias; + tanh-GELU. For Q8_0
+    and Q5_K, x is first quantized to 8 bits per block of 32 (as llama.cpp does), the rest is
+    exact integer dot products scaled in float32: the same tolerance holds."""
     x, weight, bias, (plain, biased, gelu, _) = results[case, encoding]
-    expected = x.astype(np.float64) @ weight.dequantize().T.astype(np.float64)
+    xs = quantized_activations(x) if encoding in INTEGER_DOT_ENCODINGS else x.astype(np.float64)
+    expected = xs @ weight.dequantize().T.astype(np.float64)
     scale = max(1.0, float(np.abs(expected).max()))
     np.testing.assert_allclose(plain, expected, rtol=0, atol=2e-6 * scale)
     np.testing.assert_allclose(biased, expected + bias, rtol=0, atol=2e-6 * scale)
     y = expected + bias
     reference = 0.5 * y * (1 + np.tanh(np.sqrt(2 / np.pi) * (y + 0.044715 * y**3)))
     np.testing.assert_allclose(gelu, reference, rtol=0, atol=4e-6 * scale)
+
+
+def _every_int8(encoding, rows, cols, rng):
+    """`random_encoded`, but Q8_0 quants take every int8 value: GGML's encoder writes -127..127,
+    a file may hold -128 too."""
+    if encoding != "q8_0":
+        return random_encoded(encoding, rows, cols, rng)
+    data = rng.integers(0, 256, size=(rows, cols // 32, 34), dtype=np.uint8)
+    data[..., :2] = rng.uniform(0.001, 0.01, size=(rows, cols // 32)).astype(np.float16).view(np.uint8).reshape(rows, -1, 2)
+    return QuantizedWeight("q8_0", (rows, cols), data.reshape(rows, -1))
+
+
+def test_q8_0_row_dot_takes_every_int8_weight(model):
+    x, weight, _, (plain, _, _, _) = _run(model, (2, 9, 6, 0), np.random.default_rng(3), _every_int8)["q8_0"]
+    assert (weight.data.reshape(9, 6, 34)[..., 2:].view(np.int8) == -128).any()
+    expected = quantized_activations(x) @ weight.dequantize().T.astype(np.float64)
+    np.testing.assert_allclose(plain, expected, rtol=0, atol=2e-6 * max(1.0, float(np.abs(expected).max())))

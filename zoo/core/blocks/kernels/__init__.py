@@ -11,7 +11,8 @@ rows, and so do non-float32 weights and accelerators.
 
 Weights kept in a GGML block encoding or bfloat16 (`QuantizedWeight`) enter
 the graph as their raw uint8 rows (`encoding` names the format): the decode
-graph reads them with `zoo_qrowdot` (low-precision weights, float32
+graph reads them with `zoo_qrowdot` (Q8_0 and Q5_K as 8-bit integer dot products
+with x rounded per 32-value block, as llama.cpp does; the others in float32
 arithmetic); every other graph decodes them with `zoo_dequantize` and uses
 MAX's float32 matmul (`mojo/quantized.mojo`). Projections in Q4_0, Q4_K and
 Q6_K whose rows MAX's own quantized matmul takes are repacked for it at load

@@ -9,12 +9,17 @@ float32 values exactly as the reference decoders do (the `gguf` package's
 NumPy code, llama.cpp's `dequantize_row_*`).
 
 - `zoo_qrowdot` (+ `_bias`, + `_bias_gelu_tanh`): y = x @ w.T for a few rows
-  of float32 x (the decode step), reading each weight byte once from memory
-  and accumulating in float32; weight rows are taken four at a time in blocks
-  from a shared counter, as `zoo_rowdot` does for float32 weights. Decoding
-  is what bounds this on a CPU, so `block_dot` multiplies each chunk's 32
-  products by its scale once (and Q4_K/Q5_K mins by the chunk's sum of x)
-  rather than scaling every value first.
+  of float32 x (the decode step), reading each weight byte once from memory.
+  The cores take blocks of weight rows from a shared counter, as `zoo_rowdot`
+  does for float32 weights, and stream each weight row once, front to back
+  (one sequential stream per core, which the hardware prefetcher keeps up
+  with), against up to four rows of x at a time, with several accumulators.
+  Q8_0 and Q5_K are multiplied in integers, as llama.cpp does: each row of x
+  is first quantized to 8 bits per block of 32 (`quantize_rows`), then each
+  block is an int8 dot product (AVX-512 VNNI's vpdpbusd where the CPU has it)
+  scaled in float32. That rounds x about as finely as Q8_0 rounds the weights.
+  bf16/f16 and the other encodings are decoded and multiplied in float32,
+  each chunk's 32 products scaled once (`block_dot`).
 - `zoo_dequantize`: the float32 (n, cols) values, for the prefill graph's
   matmul and for embedding rows.
 
@@ -26,9 +31,10 @@ from extensibility import InputTensor, OutputTensor
 from max.algorithm import sync_parallelize
 from std.atomic import Atomic
 from std.math import sqrt, tanh
-from std.memory import bitcast
-from std.sys import num_physical_cores
-from std.sys.intrinsics import PrefetchOptions, prefetch
+from std.memory import bitcast, stack_allocation
+from std.sys import CompilationTarget, num_physical_cores
+from std.sys.intrinsics import PrefetchOptions, llvm_intrinsic, prefetch
+from std.utils import StaticTuple
 
 comptime BF16 = 0
 comptime F16 = 1
@@ -40,7 +46,7 @@ comptime Q6_K = 6
 
 comptime CHUNK = 32  # values decoded at a time
 comptime BLOCKS_PER_CORE = 16
-comptime PREFETCH_AHEAD = 1024  # bytes ahead in each weight row
+comptime PREFETCH_AHEAD = 2048  # bytes ahead in the weight row, with several rows of x
 comptime NO_ACTIVATION = 0
 comptime GELU_TANH = 1
 
@@ -170,41 +176,27 @@ def k_scales_mins(scales: Bytes) -> Tuple[SIMD[DType.float32, 8], SIMD[DType.flo
 
 @always_inline
 def block_dot[enc: Int](block: Bytes, x: Floats, xs: Floats, mut acc: Lanes, mut off: SIMD[DType.float32, 8]):
-    """Adds the dot product of one storage block with x (at the block's first value) to
-    acc (16 lanes to be summed) and, for Q4_K/Q5_K, the mins' share (d_min * m * sum of
-    the chunk's x, `xs` holding those sums) to `off` (subtracted at the end).
+    """Adds the dot product of one Q4_0, Q4_K or Q6_K block with x (at the block's first
+    value) to acc (16 lanes to be summed) and, for Q4_K, the mins' share (d_min * m * sum
+    of the chunk's x, `xs` holding those sums) to `off` (subtracted at the end).
 
     The per-chunk scale multiplies a chunk's 32 products once, instead of each value."""
-    comptime if enc == BF16 or enc == F16:
-        var w = decode_chunk[enc](block, 0)
-        var xv = x.load[width=CHUNK]()
-        acc = w.slice[16, offset=0]().fma(xv.slice[16, offset=0](), acc)
-        acc = w.slice[16, offset=16]().fma(xv.slice[16, offset=16](), acc)
-    elif enc == Q8_0:
-        var q = (block + 2).bitcast[Int8]().load[width=CHUNK]()
-        acc = broadcast_half(block).fma(dot32(q.cast[DType.float32](), x.load[width=CHUNK]()), acc)
-    elif enc == Q4_0:
+    comptime if enc == Q4_0:
         var raw = (block + 2).load[width=16]()
         var lo = ((raw & 15).cast[DType.int8]() - 8).cast[DType.float32]() * x.load[width=16]()
         var p = ((raw >> 4).cast[DType.int8]() - 8).cast[DType.float32]().fma(x.load[width=16](16), lo)
         acc = broadcast_half(block).fma(p, acc)
-    elif enc == Q4_K or enc == Q5_K:
+    elif enc == Q4_K:
         var d = half(block)
         var dmin = half(block + 2)
         var sm = k_scales_mins(block + 4)
         var scale = sm[0] * d
         off = (sm[1] * dmin).fma(xs.load[width=8](), off)
-        comptime QS = 16 if enc == Q4_K else 48
-        var qh = SIMD[DType.uint8, CHUNK](0)
-        comptime if enc == Q5_K:
-            qh = (block + 16).load[width=CHUNK]()
         comptime for pair in range(4):
-            var raw = (block + QS + 32 * pair).load[width=CHUNK]()
+            var raw = (block + 16 + 32 * pair).load[width=CHUNK]()
             comptime for half_ in range(2):
                 comptime c = 2 * pair + half_
                 var q = (raw >> UInt8(4 * half_)) & 15
-                comptime if enc == Q5_K:
-                    q = q | (((qh >> UInt8(c)) & 1) << 4)
                 var p = dot32(q.cast[DType.float32](), x.load[width=CHUNK](c * CHUNK))
                 acc = Lanes(scale[c]).fma(p, acc)
     else:  # Q6_K
@@ -222,11 +214,230 @@ def block_dot[enc: Int](block: Bytes, x: Floats, xs: Floats, mut acc: Lanes, mut
 
 
 def chunk_sums(x: Floats, sums: Pointer[Float32, MutUntrackedOrigin], rows: Int, k: Int):
-    """Per row of x, the sum of each 32-value chunk (Q4_K/Q5_K subtract their mins' share)."""
+    """Per row of x, the sum of each 32-value chunk (Q4_K subtracts its mins' share)."""
     var chunks = k // CHUNK
     for m in range(rows):
         for c in range(chunks):
             sums.store(m * chunks + c, x.load[width=CHUNK](m * k + c * CHUNK).reduce_add())
+
+
+# --- integer dot products (Q8_0, Q5_K) -------------------------------------------------------
+
+comptime VNNI = CompilationTarget.has_vnni()
+comptime Quants = SIMD[DType.int8, CHUNK]
+comptime Octet = SIMD[DType.float32, 8]
+comptime Ints = SIMD[DType.int32, 8]
+comptime QBytes = Pointer[Int8, _]
+
+
+def integer_dots[enc: Int]() -> Bool:
+    """Whether `enc` is multiplied in integers against x quantized to 8 bits."""
+    return enc == Q8_0 or enc == Q5_K
+
+
+def quantize_rows[shares: Bool](
+    x: Floats,
+    rows: Int,
+    k: Int,
+    xq: Pointer[Int8, MutUntrackedOrigin],
+    xd: Pointer[Float32, MutUntrackedOrigin],
+    sums: Pointer[Float32, MutUntrackedOrigin],
+    xc: Pointer[Int32, MutUntrackedOrigin],
+):
+    """x in blocks of 32 as llama.cpp's Q8_0 activations: int8 q = round(x * 127 / max|x|)
+    (ties to even), scale d = max|x| / 127 (kept in float32), and d * sum(q) per block;
+    with `shares`, also each block's `unsigned_share` (8 int32)."""
+    var blocks = k // CHUNK
+    for m in range(rows):
+        for b in range(blocks):
+            var v = x.load[width=CHUNK](m * k + b * CHUNK)
+            var amax = abs(v).reduce_max()
+            var inv = Float32(127) / amax if amax > 0 else Float32(0)
+            var q = llvm_intrinsic["llvm.roundeven", Chunk](v * inv).cast[DType.int8]()
+            var d = amax / 127
+            xq.store(m * k + b * CHUNK, q)
+            comptime if shares:
+                xc.store((m * blocks + b) * 8, unsigned_share(q))
+            xd.store(m * blocks + b, d)
+            sums.store(m * blocks + b, d * Float32(q.cast[DType.int32]().reduce_add()))
+
+
+@always_inline
+def dot_u8_i8(acc: Ints, a: SIMD[DType.uint8, CHUNK], b: Quants) -> Ints:
+    """acc + the 32 products a * b (a unsigned, b signed) summed in int32, four to a lane
+    (VNNI's vpdpbusd; elsewhere as pmaddwd does, in another grouping)."""
+    comptime if VNNI:
+        return llvm_intrinsic["llvm.x86.avx512.vpdpbusd.256", Ints](acc, a, b)
+    else:
+        # adjacent int16 products summed in pairs (what pmaddwd does), then the halves added
+        var ap = a.cast[DType.int16]().deinterleave()
+        var bp = b.cast[DType.int16]().deinterleave()
+        var pairs = ap[0].cast[DType.int32]() * bp[0].cast[DType.int32]() + ap[1].cast[DType.int32]() * bp[1].cast[DType.int32]()
+        return acc + pairs.slice[8, offset=0]() + pairs.slice[8, offset=8]()
+
+
+@always_inline
+def unsigned_share(x: Quants) -> Ints:
+    """-128 times x, summed as `dot_u8_i8` sums products: what
+    `dot_u8_i8(unsigned_share(x), w + 128 as unsigned bytes, x)` adds to leave w . x."""
+    return Ints(0) - dot_u8_i8(Ints(0), SIMD[DType.uint8, CHUNK](128), x)
+
+
+# --- one weight row x MR rows of x --------------------------------------------------------------
+
+
+comptime Totals = Pointer[Float32, MutUntrackedOrigin]
+
+
+@always_inline
+def prefetch_ahead[MR: Int, BB: Int](step: Bytes):
+    """With several rows of x (more arithmetic per weight byte than the hardware prefetcher
+    keeps ahead of), prefetches the BB bytes PREFETCH_AHEAD past `step`."""
+    comptime if MR > 1:
+        comptime options = PrefetchOptions().for_read().high_locality()
+        comptime for line in range((BB + 63) // 64):
+            prefetch[options](step + PREFETCH_AHEAD + line * 64)
+
+
+def q8_0_row[MR: Int](w: Bytes, k: Int, xq: QBytes, xd: Floats, xc: Pointer[Int32, _], totals: Totals):
+    """totals[m] = the Q8_0 row at w . quantized row m of x: per block an int8 dot product
+    (w + 128 unsigned times x, plus x's `unsigned_share` from xc) times both scales, U blocks
+    at a time into separate accumulators."""
+    comptime U = 4 // MR
+    var blocks = k // CHUNK
+    var acc = StaticTuple[Octet, U * MR](fill=Octet(0))
+
+    @always_inline
+    def step[u: Int](s: Int) {mut acc, var w, var k, var xq, var xd, var xc, var blocks}:
+        var block = w + s * 34
+        var q = (block + 2).load[width=CHUNK]() ^ 128  # w + 128, unsigned
+        var dw = broadcast_half(block).slice[8, offset=0]()
+        comptime for m in range(MR):
+            var xv = (xq + m * k + s * CHUNK).load[width=CHUNK]()
+            var share = (xc + (m * blocks + s) * 8).load[width=8]()
+            var p = dot_u8_i8(share, q, xv).cast[DType.float32]() * Octet(xd.load(m * blocks + s))
+            acc[u * MR + m] = p.fma(dw, acc[u * MR + m])
+
+    var s = 0
+    while s + U <= blocks:
+        prefetch_ahead[MR, U * 34](w + s * 34)
+        comptime for u in range(U):
+            step[u](s + u)
+        s += U
+    while s < blocks:
+        step[0](s)
+        s += 1
+    comptime for m in range(MR):
+        var t = acc[m]
+        comptime for u in range(1, U):
+            t += acc[u * MR + m]
+        totals.store(m, t.reduce_add())
+comptime SEGMENT = 32  # Q5_K super-blocks whose scales are worked out ahead of their dot products
+
+
+def q5_k_row[MR: Int](w: Bytes, k: Int, xq: QBytes, xd: Floats, xs: Floats, totals: Totals):
+    """As `q8_0_row` for Q5_K: per 32-value sub-block an unsigned-by-signed int8 dot product
+    times d * scale * x's scale, less d_min * min * (x's scale * sum of its quants). The
+    scales of up to SEGMENT super-blocks are worked out first, so that the dot products
+    take each from memory."""
+    comptime A = 4 // MR  # accumulators per row of x, taken by sub-block in turn
+    var blocks = k // 256
+    var chunks = k // CHUNK
+    var acc = StaticTuple[Octet, A * MR](fill=Octet(0))
+    var offs = StaticTuple[Octet, MR](fill=Octet(0))
+    var scales = stack_allocation[MR * SEGMENT * 8, Float32]()
+    for start in range(0, blocks, SEGMENT):
+        var end = min(start + SEGMENT, blocks)
+        for s in range(start, end):
+            var block = w + s * 176
+            var sm = k_scales_mins(block + 4)
+            var scale = sm[0] * half(block)
+            var mins = sm[1] * half(block + 2)
+            comptime for m in range(MR):
+                scales.store((m * SEGMENT + s - start) * 8, scale * xd.load[width=8](m * chunks + s * 8))
+                offs[m] = mins.fma(xs.load[width=8](m * chunks + s * 8), offs[m])
+        for s in range(start, end):
+            var block = w + s * 176
+            prefetch_ahead[MR, 176](block)
+            var qh = (block + 16).load[width=CHUNK]()
+            comptime for pair in range(4):
+                var raw = (block + 48 + 32 * pair).load[width=CHUNK]()
+                comptime for half_ in range(2):
+                    comptime c = 2 * pair + half_
+                    var q = ((raw >> UInt8(4 * half_)) & 15) | (((qh >> UInt8(c)) & 1) << 4)
+                    comptime for m in range(MR):
+                        var xv = (xq + m * k + s * 256 + c * CHUNK).load[width=CHUNK]()
+                        var p = dot_u8_i8(Ints(0), q, xv).cast[DType.float32]()
+                        var sx = Octet(scales.load((m * SEGMENT + s - start) * 8 + c))
+                        acc[(c % A) * MR + m] = p.fma(sx, acc[(c % A) * MR + m])
+    comptime for m in range(MR):
+        var t = acc[m]
+        comptime for a in range(1, A):
+            t += acc[a * MR + m]
+        totals.store(m, t.reduce_add() - offs[m].reduce_add())
+
+
+def half_row[enc: Int, MR: Int](w: Bytes, k: Int, x: Floats, totals: Totals):
+    """As `q8_0_row` for a bf16/f16 row, in float32: each chunk converted once for MR rows of
+    x, two chunks at a time into separate accumulators."""
+    comptime U = 2 if MR == 1 else 1
+    var chunks = k // CHUNK
+    var acc = StaticTuple[Chunk, U * MR](fill=Chunk(0))
+    var s = 0
+    while s + U <= chunks:
+        prefetch_ahead[MR, U * 64](w + s * 64)
+        comptime for u in range(U):
+            var wv = decode_chunk[enc](w, s + u)
+            comptime for m in range(MR):
+                acc[u * MR + m] = wv.fma(x.load[width=CHUNK](m * k + (s + u) * CHUNK), acc[u * MR + m])
+        s += U
+    while s < chunks:
+        var wv = decode_chunk[enc](w, s)
+        comptime for m in range(MR):
+            acc[m] = wv.fma(x.load[width=CHUNK](m * k + s * CHUNK), acc[m])
+        s += 1
+    comptime for m in range(MR):
+        var t = acc[m]
+        comptime for u in range(1, U):
+            t += acc[u * MR + m]
+        totals.store(m, t.reduce_add() + tail_dot[enc](w, x + m * k, chunks, k))
+
+
+def float_row[enc: Int, MR: Int](w: Bytes, k: Int, x: Floats, xs: Floats, totals: Totals):
+    """As `q8_0_row` for Q4_0, Q4_K and Q6_K, decoded to float32 (`block_dot`)."""
+    comptime BV = block_values[enc]()
+    comptime BB = block_bytes[enc]()
+    comptime CHUNKS = BV // CHUNK
+    var blocks = k // BV
+    var chunks = k // CHUNK
+    var acc = StaticTuple[Lanes, MR](fill=Lanes(0))
+    var offs = StaticTuple[SIMD[DType.float32, 8], MR](fill=SIMD[DType.float32, 8](0))
+    for s in range(blocks):
+        var block = w + s * BB
+        prefetch_ahead[MR, BB](block)
+        comptime for m in range(MR):
+            var a = acc[m]
+            var o = offs[m]
+            block_dot[enc](block, x + m * k + s * BV, xs + m * chunks + s * CHUNKS, a, o)
+            acc[m] = a
+            offs[m] = o
+    comptime for m in range(MR):
+        totals.store(m, acc[m].reduce_add() - offs[m].reduce_add())
+
+
+def row_dot[enc: Int, MR: Int](
+    w: Bytes, k: Int, x: Floats, xq: QBytes, xd: Floats, xs: Floats, xc: Pointer[Int32, _], totals: Totals
+):
+    """totals[m] = the weight row at w . row m of x (x, its quantized form xq/xd, its block
+    sums xs and shares xc all start at that row)."""
+    comptime if enc == Q8_0:
+        q8_0_row[MR](w, k, xq, xd, xc, totals)
+    elif enc == Q5_K:
+        q5_k_row[MR](w, k, xq, xd, xs, totals)
+    elif enc == BF16 or enc == F16:
+        half_row[enc, MR](w, k, x, totals)
+    else:
+        float_row[enc, MR](w, k, x, xs, totals)
 
 
 def qrow_dot[
@@ -238,31 +449,31 @@ def qrow_dot[
     bias: InputTensor[dtype = DType.float32, rank=2, ...],
 ):
     """output[m, j] = activation(sum over k of x[m, k] * w[j, k] (+ bias[0, j]))."""
-    comptime BV = block_values[enc]()
-    comptime BB = block_bytes[enc]()
-    comptime CHUNKS = BV // CHUNK
-    comptime Offsets = SIMD[DType.float32, 8]
     var rows = x.dim_size(0)
     var k = x.dim_size(1)
     var n = w.dim_size(0)
     var row_bytes = w.dim_size(1)
-    var blocks_per_row = k // BV
     var xp = x.unsafe_ptr()
     var wp = w.unsafe_ptr()
     var bp = bias.unsafe_ptr()
     var op = output.unsafe_ptr()
-    var sums = alloc[Float32](rows * (k // CHUNK) + 1)
-    comptime if enc == Q4_K or enc == Q5_K:
+    var chunks = k // CHUNK
+    var xq = alloc[Int8](rows * k if integer_dots[enc]() else 1)
+    var xc = alloc[Int32](rows * chunks * 8 if enc == Q8_0 else 1)
+    var xd = alloc[Float32](rows * chunks + 1)
+    var sums = alloc[Float32](rows * chunks + 1)
+    comptime if integer_dots[enc]():
+        quantize_rows[enc == Q8_0](xp, rows, k, xq, xd, sums, xc)
+    elif enc == Q4_K:
         chunk_sums(xp, sums, rows, k)
     var workers = num_physical_cores()
     var block = (n + workers * BLOCKS_PER_CORE - 1) // (workers * BLOCKS_PER_CORE)
-    block = ((block + 3) // 4) * 4
     var blocks = (n + block - 1) // block
     var next_block = alloc[Int64](1)
     next_block[0] = 0
 
-    def finish(m: Int, j: Int, acc: Lanes, off: Offsets, tail: Float32) {var op, var bp, var n}:
-        var y = acc.reduce_add() - off.reduce_add() + tail
+    def finish(m: Int, j: Int, total: Float32) {var op, var bp, var n}:
+        var y = total
         comptime if with_bias:
             y += bp.load(j)
         comptime if activation == GELU_TANH:
@@ -270,60 +481,38 @@ def qrow_dot[
             y = 0.5 * y * (1 + tanh(Float32(c) * (y + 0.044715 * y * y * y)))
         op.store(m * n + j, y)
 
-    def work(worker: Int) {var rows, var k, var n, var row_bytes, var blocks_per_row, var xp, var wp, var sums, var block, var blocks, var next_block, var finish}:
-        var chunks = k // CHUNK
+    def work(worker: Int) {var rows, var k, var n, var row_bytes, var xp, var wp, var xq, var xd, var sums, var xc, var chunks, var block, var blocks, var next_block, var finish}:
+        var totals = alloc[Float32](16)
         while True:
             var b = Int(Atomic[Int64].fetch_add(next_block, 1))
             if b >= blocks:
                 break
             var j = b * block
             var end = min(j + block, n)
-            while j + 4 <= end:
-                var w0 = wp + j * row_bytes
-                for m in range(rows):
-                    var xrow = xp + m * k
-                    var xs = sums + m * chunks
-                    var a0 = Lanes(0)
-                    var a1 = Lanes(0)
-                    var a2 = Lanes(0)
-                    var a3 = Lanes(0)
-                    var o0 = Offsets(0)
-                    var o1 = Offsets(0)
-                    var o2 = Offsets(0)
-                    var o3 = Offsets(0)
-                    for s in range(blocks_per_row):
-                        var off = s * BB
-                        if m == 0:
-                            comptime options = PrefetchOptions().for_read().high_locality()
-                            comptime for line in range((BB + 63) // 64):
-                                prefetch[options](w0 + off + line * 64 + PREFETCH_AHEAD)
-                                prefetch[options](w0 + row_bytes + off + line * 64 + PREFETCH_AHEAD)
-                                prefetch[options](w0 + 2 * row_bytes + off + line * 64 + PREFETCH_AHEAD)
-                                prefetch[options](w0 + 3 * row_bytes + off + line * 64 + PREFETCH_AHEAD)
-                        var xb = xrow + s * BV
-                        var xsb = xs + s * CHUNKS
-                        block_dot[enc](w0 + off, xb, xsb, a0, o0)
-                        block_dot[enc](w0 + row_bytes + off, xb, xsb, a1, o1)
-                        block_dot[enc](w0 + 2 * row_bytes + off, xb, xsb, a2, o2)
-                        block_dot[enc](w0 + 3 * row_bytes + off, xb, xsb, a3, o3)
-                    finish(m, j, a0, o0, tail_dot[enc](w0, xrow, blocks_per_row, k))
-                    finish(m, j + 1, a1, o1, tail_dot[enc](w0 + row_bytes, xrow, blocks_per_row, k))
-                    finish(m, j + 2, a2, o2, tail_dot[enc](w0 + 2 * row_bytes, xrow, blocks_per_row, k))
-                    finish(m, j + 3, a3, o3, tail_dot[enc](w0 + 3 * row_bytes, xrow, blocks_per_row, k))
-                j += 4
             while j < end:
                 var wr = wp + j * row_bytes
-                for m in range(rows):
-                    var xrow = xp + m * k
-                    var acc = Lanes(0)
-                    var offs = Offsets(0)
-                    for s in range(blocks_per_row):
-                        block_dot[enc](wr + s * BB, xrow + s * BV, sums + m * chunks + s * CHUNKS, acc, offs)
-                    finish(m, j, acc, offs, tail_dot[enc](wr, xrow, blocks_per_row, k))
+                var m = 0
+                while m < rows:
+                    var at = m * k
+                    var ac = m * chunks
+                    var mr = 4 if rows - m >= 4 else (2 if rows - m >= 2 else 1)
+                    if mr == 4:
+                        row_dot[enc, 4](wr, k, xp + at, xq + at, xd + ac, sums + ac, xc + ac * 8, totals)
+                    elif mr == 2:
+                        row_dot[enc, 2](wr, k, xp + at, xq + at, xd + ac, sums + ac, xc + ac * 8, totals)
+                    else:
+                        row_dot[enc, 1](wr, k, xp + at, xq + at, xd + ac, sums + ac, xc + ac * 8, totals)
+                    for i in range(mr):
+                        finish(m + i, j, totals.load(i))
+                    m += mr
                 j += 1
+        totals.free()
 
     sync_parallelize(work, workers)
     next_block.free()
+    xq.free()
+    xc.free()
+    xd.free()
     sums.free()
 
 
