@@ -22,7 +22,7 @@ import pytest
 
 from conftest import save_gpt2_tokenizer
 from quant_fixtures import INTEGER_DOT_ENCODINGS, decode_quantized_reference, random_encoded
-from reference import assert_matches_transformers, cached_decode, recomputed_greedy, reference_greedy
+from reference import assert_matches_transformers, cached_decode, reference_logits, recomputed_greedy, reference_greedy
 from zoo.core.checkpoints.quantized import QuantizedWeight
 from zoo.core.errors import OptionsError
 
@@ -40,9 +40,11 @@ LAYER_ENCODINGS = [
 TOP_ENCODINGS = {"model.embed_tokens.weight": "q8_0", "lm_head.weight": "q6_k"}
 # Quantized matmuls take their activations in 8-bit blocks, as llama.cpp does (MAX's Q4_0/Q4_K/
 # Q6_K kernels): each projection is off by up to ~1% of its output scale from float32 arithmetic.
-# These logits span about +-3; they move by 0.01-0.03 at most steps and up to 0.12 at the worst
-# (measured), where a wrong mapping moves them by about as much as their scale.
-ACTIVATION_TOLERANCE = 0.15
+# These logits span about +-3; they move by 0.01-0.08 at most steps (measured: median 0.02) and
+# by 0.3-0.45 at the few steps where this random model amplifies small changes of its inputs,
+# where a wrong mapping moves them by about as much as their scale at every step.
+TYPICAL_STEP_TOLERANCE = 0.1  # the median over steps of each step's largest difference
+ACTIVATION_TOLERANCE = 0.6  # any step
 GPT2 = dict(n_embd=256, n_layer=2, n_head=4, n_positions=64, vocab_size=50257)
 
 
@@ -132,8 +134,15 @@ def test_encoded_logits_match_transformers_at_every_cached_step(encoded_llama):
     prompts = [rng.integers(3, LLAMA["vocab_size"], size=n).tolist() for n in (9, 4)]
     quantized = [m for name, m in hf.named_modules() if isinstance(m, torch.nn.Linear) and _encoding_for(f"{name}.weight") in INTEGER_DOT_ENCODINGS]
     assert len(quantized) == 5
+    tokens, logits = cached_decode(model, prompts, 10)
+    worst = []
     with decode_quantized_reference(hf, quantized, prompts) as reference:
-        assert_matches_transformers(reference, model, prompts, atol=ACTIVATION_TOLERANCE)
+        for row, prompt in enumerate(prompts):
+            sequence = list(prompt)
+            for step, step_logits in enumerate(logits):
+                worst.append(float(np.abs(step_logits[row] - reference_logits(reference, sequence)).max()))
+                sequence.append(int(tokens[step, row]))
+    assert max(worst) < ACTIVATION_TOLERANCE and float(np.median(worst)) < TYPICAL_STEP_TOLERANCE, worst
 
 
 def test_encoded_greedy_tokens_equal_transformers_generate(encoded_llama):
