@@ -78,3 +78,18 @@ def test_only_supported_encodings_and_row_counts_take_maxs_kernel():
     assert max_matmul_applies("q4_k", 64) and max_matmul_applies("q6_k", 32) and max_matmul_applies("q4_0", 3072)
     assert not max_matmul_applies("q4_k", 100)  # rows not a multiple of 32: zoo's kernel
     assert not any(max_matmul_applies(e, 64) for e in ("q8_0", "q5_k", "bf16", "f16", None))
+
+
+def test_rows_past_the_last_multiple_of_32_are_cut_off_for_zoos_kernel():
+    from zoo.core.blocks.linear import split_for_max_matmul
+    from zoo.core.checkpoints.quantized import StackedRows
+
+    rng = np.random.default_rng(3)
+    head = random_encoded("q6_k", 70, 256, rng)  # a vocabulary of 70: 64 rows for MAX, 6 for zoo
+    split = split_for_max_matmul(head)
+    assert isinstance(split, StackedRows) and [p.shape[0] for p in split.parts] == [64, 6]
+    np.testing.assert_array_equal(split.dequantize(), head.dequantize())
+    fits = random_encoded("q4_k", 64, 256, rng)
+    assert split_for_max_matmul(fits) is fits
+    other = random_encoded("q8_0", 70, 256, rng)
+    assert split_for_max_matmul(other) is other

@@ -27,7 +27,7 @@ from zoo.core.checkpoints.quantized import QuantizedWeight
 from zoo.core.errors import OptionsError
 
 LLAMA = dict(
-    vocab_size=320, hidden_size=256, intermediate_size=512, num_hidden_layers=2, num_attention_heads=4,
+    vocab_size=330, hidden_size=256, intermediate_size=512, num_hidden_layers=2, num_attention_heads=4,
     num_key_value_heads=2, tie_word_embeddings=False, rms_norm_eps=1e-5, max_position_embeddings=64,
 )
 # HF weight name (in layer i) -> encoding (absent: float); every encoding appears at least once,
@@ -146,12 +146,28 @@ def test_encoded_logits_match_transformers_at_every_cached_step(encoded_llama):
 
 
 def test_encoded_greedy_tokens_equal_transformers_generate(encoded_llama):
+    """Greedy tokens equal transformers' `generate` on most prompts; where 8-bit activations
+    send a near-tie the other way, the tie is one: at the first differing step, transformers'
+    pick leads zoo's by less than the activation rounding moves logits (the reference rounding
+    the decode steps' Q8_0/Q5_K inputs as zoo's decode kernel does)."""
+    import torch
+
     hf, model, _ = encoded_llama
-    prompt = np.random.default_rng(2).integers(3, LLAMA["vocab_size"], size=6).tolist()
-    tokens, _ = cached_decode(model, [prompt], 16)
-    ours = tokens[:, 0].tolist()
-    assert ours == reference_greedy(hf, prompt, 16)
-    assert len(set(ours)) > 3
+    quantized = [m for name, m in hf.named_modules() if isinstance(m, torch.nn.Linear) and _encoding_for(f"{name}.weight") in INTEGER_DOT_ENCODINGS]
+    matched, distinct = 0, set()
+    for seed in range(2, 10):
+        prompt = np.random.default_rng(seed).integers(3, LLAMA["vocab_size"], size=6).tolist()
+        tokens, _ = cached_decode(model, [prompt], 16)
+        ours, theirs = tokens[:, 0].tolist(), reference_greedy(hf, prompt, 16)
+        distinct.update(ours)
+        if ours == theirs:
+            matched += 1
+            continue
+        step = next(i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b)
+        with decode_quantized_reference(hf, quantized, [prompt]) as reference:
+            logits = reference_logits(reference, prompt + theirs[:step])
+        assert abs(logits[theirs[step]] - logits[ours[step]]) < ACTIVATION_TOLERANCE, (seed, step)
+    assert matched >= 5 and len(distinct) > 10
 
 
 def test_quantize_in_memory_matches_transformers(quantized_gpt2):

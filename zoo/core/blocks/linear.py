@@ -13,7 +13,23 @@ from max.experimental.tensor import Tensor
 from zoo.core.checkpoints.quantized import QuantizedWeight, StackedRows
 
 from . import kernels
-from .kernels.repack import max_matmul_applies, repack
+from .kernels.repack import MAX_ENCODINGS, ROW_MULTIPLE, max_matmul_applies, repack
+
+
+def split_for_max_matmul(weight: QuantizedWeight | StackedRows) -> QuantizedWeight | StackedRows:
+    """`weight` with each part in an encoding MAX's quantized matmul takes, but of a row count
+    it does not (a vocabulary of 50257), cut after its last multiple of 32 rows: the rows above
+    run on MAX's matmul, the few left on zoo's kernel."""
+    parts = weight.parts if isinstance(weight, StackedRows) else (weight,)
+    held: list[Any] = []
+    for part in parts:
+        rows = int(part.shape[0])
+        if isinstance(part, QuantizedWeight) and part.encoding in MAX_ENCODINGS and rows > ROW_MULTIPLE and rows % ROW_MULTIPLE:
+            cut = rows // ROW_MULTIPLE * ROW_MULTIPLE
+            held += [part.rows(0, cut), part.rows(cut, rows)]
+        else:
+            held.append(part)
+    return held[0] if len(held) == 1 else StackedRows(tuple(held))
 
 
 def part_name(name: str, index: int) -> str:
@@ -30,9 +46,14 @@ class EncodedWeight:
     encoding: str | None = None
     part_encodings: tuple[str | None, ...] = ()
 
+    def layout(self, weight: QuantizedWeight | StackedRows) -> QuantizedWeight | StackedRows:
+        """How the module holds `weight`: as given here."""
+        return weight
+
     def hold_encoded(self, weight: QuantizedWeight | StackedRows) -> None:
         """Makes `weight` (of this module's logical shape) the module's weight, kept encoded.
         Call under `F.lazy()` on the target device, before compiling."""
+        weight = self.layout(weight)
         if isinstance(weight, QuantizedWeight):
             self.encoding = weight.encoding
             self.weight = Tensor.zeros(list(weight.data.shape), dtype=DType.uint8)
@@ -53,6 +74,7 @@ class EncodedWeight:
     def held_values(self, name: str, weight: QuantizedWeight | StackedRows, as_float: Any) -> dict[str, Any]:
         """What the compiled graph takes for the encoded weight `name`: its rows (repacked
         where `packs`), per part for `StackedRows` (float parts through `as_float`)."""
+        weight = self.layout(weight)
         parts = [weight] if isinstance(weight, QuantizedWeight) else weight.parts
         return {
             part_name(name, i): (repack(part.data, part.encoding) if self.packs(part) else part.data)
@@ -68,6 +90,9 @@ class Projection(EncodedWeight, Linear):
 
     def packs(self, weight: QuantizedWeight) -> bool:
         return max_matmul_applies(weight.encoding, weight.shape[0])
+
+    def layout(self, weight: QuantizedWeight | StackedRows) -> QuantizedWeight | StackedRows:
+        return split_for_max_matmul(weight)
 
     def forward(self, x: Tensor, activation: str | None = None) -> Tensor:
         bias = self.bias if isinstance(self.bias, Tensor) else None
