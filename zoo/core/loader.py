@@ -128,10 +128,18 @@ def compile_prepared(
         quantize=quantize, keep_encoded=dtype is None or quantize is not None,
     )
     if verbose:
-        log(f"compiled in {seconds:.1f}s")
+        log(f"compiled in {seconds:.1f}s{held_encodings(graph.encodings, max_dtype)}")
     return LoadedModel(
         resolved.ref, architecture, prepared.config, checkpoint.tokenizer, graph, max_device, max_dtype, checkpoint.source, seconds
     )
+
+
+def held_encodings(encodings: Mapping[str, int], dtype: DType) -> str:
+    """"; weights held as 42 q4_k, 13 q6_k, 25 float32" where some weights stay encoded, else ""."""
+    if set(encodings) <= {"float"}:
+        return ""
+    parts = [f"{count} {dtype.name if name == 'float' else name}" for name, count in encodings.items()]
+    return "; weights held as " + ", ".join(parts)
 
 
 def check_quantize_options(quantize: str | None, device: Device, dtype: str | None) -> None:
