@@ -102,9 +102,7 @@ class Projection(EncodedWeight, Linear):
             self._product(x, getattr(self, part_name("weight", i)), encoding)
             for i, encoding in enumerate(self.part_encodings)
         ]
-        y = F.concat(parts, axis=-1)
-        y = y if bias is None else y + bias
-        return y if activation is None else F.gelu(y, approximate="tanh")
+        return kernels.with_bias_activation(F.concat(parts, axis=-1), bias, activation)
 
     @staticmethod
     def _product(x: Tensor, weight: Tensor, encoding: str | None, bias: Tensor | None = None, activation: str | None = None) -> Tensor:

@@ -116,36 +116,27 @@ def linear(
     when there is a bias). With `encoding`, `weight` is the raw uint8 rows of a
     `QuantizedWeight` in that encoding; `packed`: rows repacked for MAX's quantized
     matmul (`repack.repack`), which every graph then uses."""
-    from max.dtype import DType
-    from max.experimental import functional as F
-    from max.graph import DeviceRef, TensorType
-
     if activation not in (None, "gelu_tanh"):
         raise ValueError(f"unsupported activation {activation!r}")
     if packed:
-        y = _max_qmatmul(x, weight, encoding)
-        y = y if bias is None else y + bias
-        return y if activation is None else F.gelu(y, approximate="tanh")
+        return with_bias_activation(_row_op(f"vroom_{encoding}_matmul", x, weight), bias, activation)
     fused = _on(x) and (activation is None or bias is not None)
     if encoding is not None and fused:
-        return _quantized_row_dot(x, weight, bias, activation, encoding)
+        parameters = {"encoding": ENCODING_CODES[encoding]}
+        return _row_op(_fused_name("zoo_qrowdot", bias, activation), x, weight, bias, parameters)
     if encoding is not None:
         weight = dequantize(weight, encoding).cast(x.dtype)
     if not (fused and weight.dtype == x.dtype):
-        y = x @ weight.T if bias is None else x @ weight.T + bias
-        return y if activation is None else F.gelu(y, approximate="tanh")
+        return with_bias_activation(x @ weight.T, bias, activation)
+    return _row_op(_fused_name("zoo_rowdot", bias, activation), x, weight, bias)
 
-    lead, k = list(x.shape[:-1]), x.shape[-1]
-    rows = lead[0]
-    for dim in lead[1:]:
-        rows = rows * dim
-    inputs = [x.reshape((rows, k)), weight]
-    if bias is not None:
-        inputs.append(bias.reshape((1, weight.shape[0])))
-    out_type = TensorType(DType.float32, (rows, weight.shape[0]), device=DeviceRef.from_device(x.device))
-    name = "zoo_rowdot" if bias is None else "zoo_rowdot_bias" if activation is None else "zoo_rowdot_bias_gelu_tanh"
-    (y,) = F.custom(name, x.device, inputs, [out_type])
-    return y.reshape((*lead, weight.shape[0]))
+
+def with_bias_activation(y: Any, bias: Any, activation: str | None) -> Any:
+    """`activation(y + bias)` as graph ops (no bias: None; no activation: None)."""
+    from max.experimental import functional as F
+
+    y = y if bias is None else y + bias
+    return y if activation is None else F.gelu(y, approximate="tanh")
 
 
 def columns(weight: Any, encoding: str) -> int:
@@ -179,23 +170,14 @@ def embed(indices: Any, weight: Any, encoding: str | None = None) -> Any:
     return rows.reshape((*indices.shape, rows.shape[1]))
 
 
-def _max_qmatmul(x: Any, weight: Any, encoding: str | None) -> Any:
-    """x @ w.T through MAX's `vroom_<encoding>_matmul`, `weight` repacked for it."""
-    from max.dtype import DType
-    from max.experimental import functional as F
-    from max.graph import DeviceRef, TensorType
-
-    lead, k = list(x.shape[:-1]), x.shape[-1]
-    rows = lead[0]
-    for dim in lead[1:]:
-        rows = rows * dim
-    n = weight.shape[0]
-    out_type = TensorType(DType.float32, (rows, n), device=DeviceRef.from_device(x.device))
-    (y,) = F.custom(f"vroom_{encoding}_matmul", x.device, [x.reshape((rows, k)), weight], [out_type])
-    return y.reshape((*lead, n))
+def _fused_name(kernel: str, bias: Any, activation: str | None) -> str:
+    """The variant of row-dot `kernel` that adds `bias` and applies `activation` as it stores."""
+    return kernel if bias is None else f"{kernel}_bias" if activation is None else f"{kernel}_bias_gelu_tanh"
 
 
-def _quantized_row_dot(x: Any, weight: Any, bias: Any, activation: str | None, encoding: str) -> Any:
+def _row_op(name: str, x: Any, weight: Any, bias: Any = None, parameters: dict[str, int] | None = None) -> Any:
+    """Custom op `name` on x flattened to (rows, k), the (n, ...) `weight` and `bias` as (1, n):
+    its float32 (rows, n) output, shaped back to (..., n)."""
     from max.dtype import DType
     from max.experimental import functional as F
     from max.graph import DeviceRef, TensorType
@@ -209,8 +191,7 @@ def _quantized_row_dot(x: Any, weight: Any, bias: Any, activation: str | None, e
     if bias is not None:
         inputs.append(bias.reshape((1, n)))
     out_type = TensorType(DType.float32, (rows, n), device=DeviceRef.from_device(x.device))
-    name = "zoo_qrowdot" if bias is None else "zoo_qrowdot_bias" if activation is None else "zoo_qrowdot_bias_gelu_tanh"
-    (y,) = F.custom(name, x.device, inputs, [out_type], parameters={"encoding": ENCODING_CODES[encoding]})
+    (y,) = F.custom(name, x.device, inputs, [out_type], parameters=parameters)
     return y.reshape((*lead, n))
 
 
