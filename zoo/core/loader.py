@@ -303,7 +303,7 @@ def compile_mapped(
     from max.experimental.tensor import default_device, default_dtype
     from max.graph import DeviceRef
 
-    from . import quantization
+    from . import graph_cache, quantization
     from .blocks import kernels
     from .blocks.heads import CompiledHead, NextTokenHead, input_types
     from .blocks.linear import EncodedWeight
@@ -346,13 +346,19 @@ def compile_mapped(
     extensions = [kernels.package()] if encoded else []
     device_ref = DeviceRef.from_device(device)
     started = time.perf_counter()
-    graph = CompiledHead(head.compile(*input_types(config, dtype, device_ref), weights=weights, custom_extensions=extensions))
+
+    def compile_head(role: str, seqlen: int | str, extensions: list[Path]) -> Any:
+        types = input_types(config, dtype, device_ref, seqlen=seqlen)
+        if not device.is_host:
+            return head.compile(*types, weights=weights, custom_extensions=extensions)
+        parts = (role, architecture.name, type(config).__qualname__, config.model_dump_json(), dtype.name)
+        return graph_cache.compile_module(head, types, weights, extensions, parts)
+
+    graph = CompiledHead(compile_head("any_length", "seqlen", extensions))
     graph.weight_bytes_per_token, graph.encodings = per_token, encodings
     if kernels.applies(device, dtype):
         with kernels.decode_kernels():
-            graph.one_token = head.compile(
-                *input_types(config, dtype, device_ref, seqlen=1), weights=weights, custom_extensions=[kernels.package()]
-            )
+            graph.one_token = compile_head("one_token", 1, [kernels.package()])
     seconds = time.perf_counter() - started
     del weights
     warm_up(graph, config, device, dtype)

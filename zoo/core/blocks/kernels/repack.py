@@ -40,9 +40,13 @@ def repack(data: np.ndarray, encoding: str) -> np.ndarray:
 
 @cache
 def _repacker() -> Any:
-    from max.driver import CPU
+    from zoo.core.graph_cache import load_graph
+
+    return load_graph("zoo_repack", _repack_graph)
+
+
+def _repack_graph() -> Any:
     from max.dtype import DType
-    from max.engine import InferenceSession
     from max.graph import DeviceRef, Graph, TensorType, ops
 
     cpu = DeviceRef.CPU()
@@ -53,5 +57,4 @@ def _repacker() -> Any:
             for e, rows, kind in zip(MAX_ENCODINGS, graph.inputs, types)
         ]
         graph.output(*packed)
-    return InferenceSession(devices=[CPU()]).load(graph)
-
+    return graph
