@@ -39,12 +39,12 @@ def random_encoded(encoding: str, rows: int, cols: int, rng: np.random.Generator
     return QuantizedWeight(encoding, (rows, cols), data.reshape(rows, -1))
 
 
-# encodings whose decode kernel multiplies in integers against x quantized to 8 bits
+# encodings zoo's kernel multiplies in integers against x quantized to 8 bits
 INTEGER_DOT_ENCODINGS = ("q8_0", "q5_k")
 
 
 def quantized_activations(x: np.ndarray) -> np.ndarray:
-    """The values the decode kernel multiplies for x under `INTEGER_DOT_ENCODINGS` (float64):
+    """The values zoo's kernel multiplies for x under `INTEGER_DOT_ENCODINGS` (float64):
     llama.cpp's Q8_0 activations, blocks of 32 along the last axis with q = round(x * 127 / max|x|)
     (ties to even) and scale max|x| / 127, both computed in float32."""
     blocks = x.astype(np.float32).reshape(*x.shape[:-1], -1, 32)
@@ -57,29 +57,19 @@ def quantized_activations(x: np.ndarray) -> np.ndarray:
 
 
 @contextmanager
-def decode_quantized_reference(hf: Any, modules: list[Any], prompts: list[list[int]]) -> Iterator[Any]:
-    """`hf` as `reference_logits` calls it (full recompute), with the input rows of `modules` past
-    the prompt through `quantized_activations`: zoo's prefill multiplies the prompt in float32, its
-    one-token decode graph quantizes x for Q8_0/Q5_K weights. Yields what to pass in place of hf."""
+def quantized_reference(hf: Any, modules: list[Any]) -> Iterator[Any]:
+    """`hf` with the input rows of `modules` through `quantized_activations`, as zoo's kernel
+    multiplies Q8_0/Q5_K weights in every graph (prefill and decode). Yields what to call in
+    place of hf."""
     import torch
 
-    start = [0]
-
-    def quantize(module: Any, args: tuple) -> tuple | None:
+    def quantize(module: Any, args: tuple) -> tuple:
         x = args[0]
-        if x.shape[1] <= start[0]:
-            return None
-        tail = torch.from_numpy(quantized_activations(x[:, start[0] :].detach().numpy())).to(x.dtype)
-        return (torch.cat([x[:, : start[0]], tail], dim=1), *args[1:])
-
-    def call(ids: Any) -> Any:
-        row = ids[0].tolist()
-        start[0] = max(len(p) for p in prompts if row[: len(p)] == p)
-        return hf(ids)
+        return (torch.from_numpy(quantized_activations(x.detach().numpy())).to(x.dtype), *args[1:])
 
     handles = [module.register_forward_pre_hook(quantize) for module in modules]
     try:
-        yield call
+        yield hf
     finally:
         for handle in handles:
             handle.remove()

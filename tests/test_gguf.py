@@ -20,6 +20,7 @@ import pytest
 
 from conftest import STORIES
 from gguf_fixtures import FAMILIES, GGUF_DATA, TEXT, build_all, hf_model, llamacpp_perplexity, llamacpp_tokens
+from quant_fixtures import INTEGER_DOT_ENCODINGS
 from zoo.core.checkpoints import gguf as reader
 from zoo.core.checkpoints.gguf_tokenizer import gguf_tokenizer
 from zoo.core.checkpoints.quantized import QuantizedWeight
@@ -235,14 +236,17 @@ def test_unsupported_architectures_and_broken_files_are_one_line_errors(tmp_path
 def test_quantized_files_run_encoded_and_match_their_weights_decoded_at_load(registry, kind):
     """llama.cpp's Q8_0 and BF16 stories260K: without --dtype the weights stay in their
     encoding (zoo's kernels), with --dtype float32 they are decoded at load; the two give
-    the same logits and greedy text."""
+    the same greedy text, and the same logits up to the 8-bit rounding of activations the
+    Q8_0 kernel does (about 1% of the logits' range here; tests/test_quantized.py bounds it
+    against a reference that rounds the same way)."""
     encoded = zoo_model(STORIES_GGUF[kind], registry, dtype=None)
     decoded = zoo_model(STORIES_GGUF[kind], registry)
     assert encoded.info()["weight_encodings"].get(kind, 0) > 0
     assert kind not in decoded.info()["weight_encodings"]
     assert encoded.info()["weight_bytes_per_token"] < 0.55 * decoded.info()["weight_bytes_per_token"]
     tokens = encoded.encode("Once upon a time there was a little")
-    np.testing.assert_allclose(encoded.logits(tokens), decoded.logits(tokens), atol=1e-3, rtol=0)
+    atol = 0.3 if kind in INTEGER_DOT_ENCODINGS else 1e-3
+    np.testing.assert_allclose(encoded.logits(tokens), decoded.logits(tokens), atol=atol, rtol=0)
     prompt = "Once upon a time"
     assert encoded.generate(prompt, greedy=True, max_new_tokens=30) == decoded.generate(prompt, greedy=True, max_new_tokens=30)
 

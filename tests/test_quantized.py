@@ -7,9 +7,9 @@ Two models, each compiled once (prefill + decode graph):
 - a GPT-2 (tied embeddings, biases, the fused GELU) encoded in memory with
   `quantize="q8_0"` through `zoo.load`.
 transformers runs the same weights decoded to float32. Quantized matmuls round x to
-8 bits per block, as llama.cpp's do: zoo's decode kernel for Q8_0 and Q5_K weights, so
-the reference quantizes those projections' inputs at decode steps too; MAX's Q4_0/Q4_K/
-Q6_K matmul in every graph, which the reference leaves in float32 (ACTIVATION_TOLERANCE).
+8 bits per block, as llama.cpp's do: zoo's kernel for Q8_0 and Q5_K weights, so the
+reference quantizes those projections' inputs too; MAX's Q4_0/Q4_K/Q6_K matmul, which
+the reference leaves in float32 (ACTIVATION_TOLERANCE).
 Logits agree at prefill and every cached step within that, and greedy tokens are identical.
 """
 
@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from conftest import save_gpt2_tokenizer
-from quant_fixtures import INTEGER_DOT_ENCODINGS, decode_quantized_reference, random_encoded
+from quant_fixtures import INTEGER_DOT_ENCODINGS, quantized_reference, random_encoded
 from reference import assert_matches_transformers, cached_decode, reference_logits, recomputed_greedy, reference_greedy
 from zoo.core.checkpoints.quantized import QuantizedWeight
 from zoo.core.errors import OptionsError
@@ -136,7 +136,7 @@ def test_encoded_logits_match_transformers_at_every_cached_step(encoded_llama):
     assert len(quantized) == 5
     tokens, logits = cached_decode(model, prompts, 10)
     worst = []
-    with decode_quantized_reference(hf, quantized, prompts) as reference:
+    with quantized_reference(hf, quantized) as reference:
         for row, prompt in enumerate(prompts):
             sequence = list(prompt)
             for step, step_logits in enumerate(logits):
@@ -149,7 +149,7 @@ def test_encoded_greedy_tokens_equal_transformers_generate(encoded_llama):
     """Greedy tokens equal transformers' `generate` on most prompts; where 8-bit activations
     send a near-tie the other way, the tie is one: at the first differing step, transformers'
     pick leads zoo's by less than the activation rounding moves logits (the reference rounding
-    the decode steps' Q8_0/Q5_K inputs as zoo's decode kernel does)."""
+    the Q8_0/Q5_K inputs as zoo's kernel does)."""
     import torch
 
     hf, model, _ = encoded_llama
@@ -164,7 +164,7 @@ def test_encoded_greedy_tokens_equal_transformers_generate(encoded_llama):
             matched += 1
             continue
         step = next(i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b)
-        with decode_quantized_reference(hf, quantized, [prompt]) as reference:
+        with quantized_reference(hf, quantized) as reference:
             logits = reference_logits(reference, prompt + theirs[:step])
         assert abs(logits[theirs[step]] - logits[ours[step]]) < ACTIVATION_TOLERANCE, (seed, step)
     assert matched >= 5 and len(distinct) > 10
@@ -180,7 +180,7 @@ def test_quantize_in_memory_matches_transformers(quantized_gpt2):
     # 8-bit quantization (1 step in 10 or so), zoo and the reference round it apart, which moves the
     # logits by up to max|x| / 127 * max|w| (0.1 measured); the other steps agree to 1e-5.
     prompt = model.encode("The quick brown fox")
-    with decode_quantized_reference(hf, projections, [*prompts, prompt]) as reference:
+    with quantized_reference(hf, projections) as reference:
         assert_matches_transformers(reference, model.loaded, prompts, atol=0.15)
         expected = recomputed_greedy(reference, prompt, 12)
     assert model.generate("The quick brown fox", max_new_tokens=12, greedy=True, ignore_eos=True) == model.decode(expected)

@@ -10,13 +10,13 @@ graph is traced. Prefill keeps MAX's matmul, which is far better for many
 rows, and so do non-float32 weights and accelerators.
 
 Weights kept in a GGML block encoding or bfloat16 (`QuantizedWeight`) enter
-the graph as their raw uint8 rows (`encoding` names the format): the decode
-graph reads them with `zoo_qrowdot` (Q8_0 and Q5_K as 8-bit integer dot products
-with x rounded per 32-value block, as llama.cpp does; the others in float32
-arithmetic); every other graph decodes them with `zoo_dequantize` and uses
-MAX's float32 matmul (`mojo/quantized.mojo`). Projections in Q4_0, Q4_K and
-Q6_K whose rows MAX's own quantized matmul takes are repacked for it at load
-(`repack.py`) and use it in every graph (`packed=True`).
+the graph as their raw uint8 rows (`encoding` names the format), and every CPU
+graph multiplies by them with `zoo_qrowdot` (Q8_0 and Q5_K as 8-bit integer dot
+products with x rounded per 32-value block, as llama.cpp does; the others in
+float32 arithmetic), so no float32 copy of them is ever made; only looked-up
+embedding rows are decoded (`zoo_dequantize`, `mojo/quantized.mojo`).
+Projections in Q4_0, Q4_K and Q6_K whose rows MAX's own quantized matmul takes
+are repacked for it at load (`repack.py`) and use it in every graph (`packed=True`).
 """
 
 from __future__ import annotations
@@ -99,9 +99,14 @@ def applies(device: Any, dtype: Any) -> bool:
 
 def _on(x: Any) -> bool:
     """Whether `x` is traced into a decode graph that takes these kernels."""
+    return _ACTIVE.get() and _on_host(x)
+
+
+def _on_host(x: Any) -> bool:
+    """Whether `x` is float32 on the CPU (where encoded weights are multiplied by `zoo_qrowdot`)."""
     from max.dtype import DType
 
-    return _ACTIVE.get() and x.device.is_host and x.dtype == DType.float32
+    return x.device.is_host and x.dtype == DType.float32
 
 
 # Encodings of `QuantizedWeight` -> the kernels' `encoding` parameter (mojo/quantized.mojo).
@@ -114,18 +119,20 @@ def linear(
     """`activation(x @ weight.T + bias)`, through the row-dot kernel inside `decode_kernels()`
     on the CPU. `activation` is None or "gelu_tanh" (the kernel applies it as it stores,
     when there is a bias). With `encoding`, `weight` is the raw uint8 rows of a
-    `QuantizedWeight` in that encoding; `packed`: rows repacked for MAX's quantized
-    matmul (`repack.repack`), which every graph then uses."""
+    `QuantizedWeight` in that encoding, multiplied by `zoo_qrowdot` in every CPU graph;
+    `packed`: rows repacked for MAX's quantized matmul (`repack.repack`) instead."""
     if activation not in (None, "gelu_tanh"):
         raise ValueError(f"unsupported activation {activation!r}")
     if packed:
         return with_bias_activation(_row_op(f"vroom_{encoding}_matmul", x, weight), bias, activation)
-    fused = _on(x) and (activation is None or bias is not None)
-    if encoding is not None and fused:
+    if encoding is not None and _on_host(x):
         parameters = {"encoding": ENCODING_CODES[encoding]}
+        if bias is None and activation is not None:
+            return with_bias_activation(_row_op("zoo_qrowdot", x, weight, None, parameters), None, activation)
         return _row_op(_fused_name("zoo_qrowdot", bias, activation), x, weight, bias, parameters)
     if encoding is not None:
         weight = dequantize(weight, encoding).cast(x.dtype)
+    fused = _on(x) and (activation is None or bias is not None)
     if not (fused and weight.dtype == x.dtype):
         return with_bias_activation(x @ weight.T, bias, activation)
     return _row_op(_fused_name("zoo_rowdot", bias, activation), x, weight, bias)
