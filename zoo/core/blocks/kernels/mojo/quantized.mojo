@@ -20,7 +20,7 @@ NumPy code, llama.cpp's `dequantize_row_*`).
   scaled in float32. That rounds x about as finely as Q8_0 rounds the weights.
   bf16/f16 and the other encodings are decoded and multiplied in float32,
   each chunk's 32 products scaled once (`block_dot`).
-  From TILED_ROWS rows of x on (prefill), Q8_0, Q5_K, bf16 and f16 take
+  From a few rows of x on (prefill, `tiled_rows`), Q8_0, Q5_K, bf16 and f16 take
   `tiled_dot`: x is laid out with 16 rows side by side in each vector, a
   panel of a few weight rows is decoded once into a small buffer (bytes for
   the integer dot products, float32 for bf16/f16) and multiplied by every
@@ -450,7 +450,6 @@ def row_dot[enc: Int, MR: Int](
 # --- many rows of x (prefill): a panel of weight rows against 16 rows of x per vector -----------
 
 comptime LANES = 16  # rows of x side by side in one vector
-comptime TILED_ROWS = 8  # rows of x from which `tiled_dot` is taken
 comptime TILE_BYTES = 256 * 1024  # x's tiles multiplied by one panel in turn (kept in L2)
 comptime Wide = SIMD[DType.float32, LANES]
 comptime WideInts = SIMD[DType.int32, LANES]
@@ -463,6 +462,14 @@ def tiled[enc: Int]() -> Bool:
     comptime if integer_dots[enc]():
         return VNNI
     return enc == BF16 or enc == F16
+
+
+def tiled_rows[enc: Int]() -> Int:
+    """Rows of x from which `tiled_dot` is faster than the row path (measured: fewer rows
+    leave too many of a tile's 16 lanes empty)."""
+    comptime if integer_dots[enc]():
+        return 6
+    return 16
 
 
 def panel_rows[enc: Int]() -> Int:
@@ -740,7 +747,7 @@ def qrow_dot[
 ):
     """output[m, j] = activation(sum over k of x[m, k] * w[j, k] (+ bias[0, j]))."""
     comptime if tiled[enc]():
-        if x.dim_size(0) >= TILED_ROWS:
+        if x.dim_size(0) >= tiled_rows[enc]():
             tiled_dot[enc, with_bias, activation](output, x, w, bias)
             return
     var rows = x.dim_size(0)
