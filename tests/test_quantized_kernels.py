@@ -17,8 +17,11 @@ from zoo.core.checkpoints.quantized import ENCODINGS, QuantizedWeight
 # (x rows, weight rows, weight columns as blocks, and for bf16/f16 extra columns): one decode
 # row, batches of rows (the kernel takes x rows 4, 2 and 1 at a time), odd weight-row counts,
 # one and several blocks (Q8_0 rows of one x row are read 4 blocks at a time, with a remainder;
-# Q5_K rows in segments of 32 super-blocks).
+# Q5_K rows in segments of 32 super-blocks); from 6 rows (16 for bf16/f16), x in tiles of 16 rows
+# against panels of weight rows: a partial tile, an odd tile count, weight rows past the last full panel, and x
+# cut into groups of tiles (a group holds about 256 KiB of x, here 14 tiles of 1056 columns).
 CASES = [(1, 7, 3, 5), (3, 13, 2, 0), (2, 4, 1, 17), (1, 130, 4, 31), (7, 9, 5, 3), (1, 5, 9, 40), (2, 3, 33, 1)]
+CASES += [(6, 5, 2, 7), (16, 13, 1, 40), (37, 15, 9, 3), (64, 26, 1, 0), (260, 3, 33, 1)]
 
 
 def _build():
@@ -114,8 +117,9 @@ def _every_int8(encoding, rows, cols, rng):
     return QuantizedWeight("q8_0", (rows, cols), data.reshape(rows, -1))
 
 
-def test_q8_0_row_dot_takes_every_int8_weight(model):
-    x, weight, _, (plain, _, _, _) = _run(model, (2, 9, 6, 0), np.random.default_rng(3), _every_int8)["q8_0"]
+@pytest.mark.parametrize("rows", [2, 20])
+def test_q8_0_row_dot_takes_every_int8_weight(model, rows):
+    x, weight, _, (plain, _, _, _) = _run(model, (rows, 9, 6, 0), np.random.default_rng(3), _every_int8)["q8_0"]
     assert (weight.data.reshape(9, 6, 34)[..., 2:].view(np.int8) == -128).any()
     expected = quantized_activations(x) @ weight.dequantize().T.astype(np.float64)
     np.testing.assert_allclose(plain, expected, rtol=0, atol=2e-6 * max(1.0, float(np.abs(expected).max())))

@@ -20,6 +20,13 @@ NumPy code, llama.cpp's `dequantize_row_*`).
   scaled in float32. That rounds x about as finely as Q8_0 rounds the weights.
   bf16/f16 and the other encodings are decoded and multiplied in float32,
   each chunk's 32 products scaled once (`block_dot`).
+  From a few rows of x on (prefill, `tiled_rows`), Q8_0, Q5_K, bf16 and f16 take
+  `tiled_dot`: x is laid out with 16 rows side by side in each vector, a
+  panel of a few weight rows is decoded once into a small buffer (bytes for
+  the integer dot products, float32 for bf16/f16) and multiplied by every
+  tile of x, one weight value broadcast against 16 rows of x per instruction
+  (512-bit vpdpbusd; FMA), with the same integer products and per-block
+  scaling as the row path.
 - `zoo_dequantize`: the float32 (n, cols) values, for the prefill graph's
   matmul and for embedding rows.
 
@@ -440,6 +447,296 @@ def row_dot[enc: Int, MR: Int](
         float_row[enc, MR](w, k, x, xs, totals)
 
 
+# --- many rows of x (prefill): a panel of weight rows against 16 rows of x per vector -----------
+
+comptime LANES = 16  # rows of x side by side in one vector
+comptime TILE_BYTES = 256 * 1024  # x's tiles multiplied by one panel in turn (kept in L2)
+comptime Wide = SIMD[DType.float32, LANES]
+comptime WideInts = SIMD[DType.int32, LANES]
+comptime Words = SIMD[DType.int8, 4 * LANES]
+comptime MutFloats = Pointer[Float32, MutUntrackedOrigin]
+
+
+def tiled[enc: Int]() -> Bool:
+    """Whether `enc` has the many-rows path (its integer dot products need 512-bit VNNI)."""
+    comptime if integer_dots[enc]():
+        return VNNI
+    return enc == BF16 or enc == F16
+
+
+def tiled_rows[enc: Int]() -> Int:
+    """Rows of x from which `tiled_dot` is faster than the row path (measured: fewer rows
+    leave too many of a tile's 16 lanes empty)."""
+    comptime if integer_dots[enc]():
+        return 6
+    return 16
+
+
+def panel_rows[enc: Int]() -> Int:
+    """Weight rows packed and multiplied together by the tile kernels."""
+    comptime if integer_dots[enc]():
+        return 6
+    return 12
+
+
+@always_inline
+def activate[activation: Int, width: Int](y: SIMD[DType.float32, width]) -> SIMD[DType.float32, width]:
+    """y through `activation` (tanh-GELU, or none)."""
+    comptime if activation == GELU_TANH:
+        comptime c = sqrt(2 / 3.141592653589793)
+        return 0.5 * y * (1 + tanh(Float32(c) * (y + 0.044715 * y * y * y)))
+    return y
+
+
+def tile_quantized[enc: Int](
+    xq: QBytes, xd: Floats, sums: Floats, rows: Int, k: Int,
+    xt: Pointer[Int8, MutUntrackedOrigin], xdt: MutFloats, xst: MutFloats, xct: Pointer[Int32, MutUntrackedOrigin],
+):
+    """x quantized by `quantize_rows`, 16 rows to a tile, in the lanes the tile kernels read:
+    per tile and 4 columns, each row's 4 quants (`xt`); per tile and block of 32, each row's
+    scale (`xdt`) and, for Q5_K, its scale times the sum of its quants (`xst`), for Q8_0,
+    -128 times the sum of its quants (`xct`). Rows past the last are zero."""
+    var chunks = k // CHUNK
+    var tiles = (rows + LANES - 1) // LANES
+    for t in range(tiles):
+        var words = (xt + t * LANES * k).bitcast[Int32]()
+        for l in range(LANES):
+            var m = t * LANES + l
+            var live = m < rows
+            for c in range(chunks):
+                var at = (t * chunks + c) * LANES + l
+                var q = (xq + m * k + c * CHUNK).load[width=CHUNK]() if live else Quants(0)
+                xdt.store(at, xd.load(m * chunks + c) if live else 0)
+                comptime if enc == Q5_K:
+                    xst.store(at, sums.load(m * chunks + c) if live else 0)
+                else:
+                    xct.store(at, -128 * q.cast[DType.int32]().reduce_add())
+                var qw = bitcast[DType.int32, CHUNK // 4](q)
+                comptime for i in range(CHUNK // 4):
+                    words.store((c * 8 + i) * LANES + l, qw[i])
+
+
+def tile_floats(x: Floats, rows: Int, k: Int, xt: MutFloats):
+    """x, 16 rows to a tile: per tile and column, the 16 rows' values (zero past the last row)."""
+    var tiles = (rows + LANES - 1) // LANES
+    for t in range(tiles):
+        for l in range(LANES):
+            var m = t * LANES + l
+            for i in range(k):
+                xt.store((t * k + i) * LANES + l, x.load(m * k + i) if m < rows else 0)
+
+
+def pack_panel[enc: Int](
+    w: Bytes, row_bytes: Int, count: Int, k: Int,
+    wq: Pointer[UInt8, MutUntrackedOrigin], wf: MutFloats, ws: MutFloats, wm: MutFloats,
+):
+    """The `count` weight rows at w as the tile kernels read them, panel_rows[enc]() rows
+    (the last one repeated past `count`): Q8_0 and Q5_K as one unsigned byte per value
+    (`wq`, row after row; Q8_0's quant + 128, Q5_K's 5-bit quant) with, per block of 32
+    and row, the scale (`ws`: Q8_0's d, Q5_K's d * scale) and Q5_K's -d_min * min (`wm`);
+    bf16/f16 as float32 (`wf`, row after row)."""
+    comptime R = panel_rows[enc]()
+    var chunks = k // CHUNK
+    for r in range(R):
+        var row = w + min(r, count - 1) * row_bytes
+        comptime if enc == Q8_0:
+            for s in range(chunks):
+                var block = row + s * 34
+                wq.store(r * k + s * CHUNK, (block + 2).load[width=CHUNK]() ^ 128)
+                ws.store(s * R + r, half(block))
+        elif enc == Q5_K:
+            for s in range(k // 256):
+                var block = row + s * 176
+                var sm = k_scales_mins(block + 4)
+                var scale = sm[0] * half(block)
+                var mins = sm[1] * half(block + 2)
+                var qh = (block + 16).load[width=CHUNK]()
+                comptime for c in range(8):
+                    var raw = (block + 48 + 32 * (c // 2)).load[width=CHUNK]()
+                    var q = ((raw >> UInt8(4 * (c % 2))) & 15) | (((qh >> UInt8(c)) & 1) << 4)
+                    wq.store(r * k + s * 256 + c * CHUNK, q)
+                    ws.store((s * 8 + c) * R + r, scale[c])
+                    wm.store((s * 8 + c) * R + r, -mins[c])
+        else:
+            for s in range(chunks):
+                wf.store(r * k + s * CHUNK, decode_chunk[enc](row, s))
+            for i in range(chunks * CHUNK, k):
+                wf.store(r * k + i, decode_scalar[enc](row, i))
+
+
+@always_inline
+def dot_words(acc: WideInts, w: Bytes, x: Words) -> WideInts:
+    """acc + per lane the four products of the bytes at w (unsigned, the same in every lane)
+    with the lane's four bytes of x (signed), summed (512-bit vpdpbusd)."""
+    var wv = bitcast[DType.uint8, 4 * LANES](SIMD[DType.uint32, LANES](w.bitcast[UInt32]().load()))
+    return llvm_intrinsic["llvm.x86.avx512.vpdpbusd.512", WideInts](acc, wv, x)
+
+
+def int_tile[enc: Int, XZ: Int](
+    wq: Bytes, ws: Floats, wm: Floats, k: Int,
+    xt: QBytes, xdt: Floats, xst: Floats, xct: Pointer[Int32, _], res: MutFloats,
+):
+    """res[(r * XZ + z) * 16 + l] = panel row r . row l of tile z (the XZ tiles from xt on,
+    with their scales and sums from xdt, xst, xct): per block of 32 an integer dot product
+    per lane, then scaled in float32 as `q8_0_row` and `q5_k_row` do."""
+    comptime R = panel_rows[enc]()
+    var chunks = k // CHUNK
+    var acc = StaticTuple[Wide, R * XZ](fill=Wide(0))
+    for c in range(chunks):
+        var dots = StaticTuple[WideInts, R * XZ](fill=WideInts(0))
+        comptime if enc == Q8_0:
+            comptime for z in range(XZ):
+                var share = (xct + (z * chunks + c) * LANES).load[width=LANES]()
+                comptime for r in range(R):
+                    dots[r * XZ + z] = share
+        comptime for i in range(CHUNK // 4):
+            var xv = StaticTuple[Words, XZ]()
+            comptime for z in range(XZ):
+                xv[z] = (xt + z * LANES * k + (c * 8 + i) * 4 * LANES).load[width=4 * LANES]()
+            comptime for r in range(R):
+                comptime for z in range(XZ):
+                    dots[r * XZ + z] = dot_words(dots[r * XZ + z], wq + r * k + c * CHUNK + 4 * i, xv[z])
+        comptime for z in range(XZ):
+            var xd = (xdt + (z * chunks + c) * LANES).load[width=LANES]()
+            comptime for r in range(R):
+                var p = dots[r * XZ + z].cast[DType.float32]()
+                var a = acc[r * XZ + z]
+                comptime if enc == Q8_0:
+                    a = (p * xd).fma(Wide(ws.load(c * R + r)), a)
+                else:
+                    a = p.fma(xd * Wide(ws.load(c * R + r)), a)
+                    a = Wide(wm.load(c * R + r)).fma((xst + (z * chunks + c) * LANES).load[width=LANES](), a)
+                acc[r * XZ + z] = a
+    comptime for a in range(R * XZ):
+        res.store(a * LANES, acc[a])
+
+
+def float_tile[enc: Int, XZ: Int](wf: Floats, k: Int, xt: Floats, res: MutFloats):
+    """res[(r * XZ + z) * 16 + l] = panel row r . row l of tile z (float32 rows of the panel
+    against the XZ float tiles from xt on)."""
+    comptime R = panel_rows[enc]()
+    var acc = StaticTuple[Wide, R * XZ](fill=Wide(0))
+    for i in range(k):
+        var xv = StaticTuple[Wide, XZ]()
+        comptime for z in range(XZ):
+            xv[z] = (xt + (z * k + i) * LANES).load[width=LANES]()
+        comptime for r in range(R):
+            var wv = Wide(wf.load(r * k + i))
+            comptime for z in range(XZ):
+                acc[r * XZ + z] = wv.fma(xv[z], acc[r * XZ + z])
+    comptime for a in range(R * XZ):
+        res.store(a * LANES, acc[a])
+
+
+def tiled_dot[
+    enc: Int, with_bias: Bool, activation: Int
+](
+    output: OutputTensor[dtype = DType.float32, rank=2, ...],
+    x: InputTensor[dtype = DType.float32, rank=2, ...],
+    w: InputTensor[dtype = DType.uint8, rank=2, ...],
+    bias: InputTensor[dtype = DType.float32, rank=2, ...],
+):
+    """`qrow_dot` for many rows of x. x is laid out in tiles of 16 rows (quantized first for
+    Q8_0/Q5_K); the cores take (group of tiles, run of panels) from a shared counter, pack
+    each panel of weight rows once and multiply it by every tile of the group, two at a time."""
+    comptime R = panel_rows[enc]()
+    comptime INTS = integer_dots[enc]()
+    var rows = x.dim_size(0)
+    var k = x.dim_size(1)
+    var n = w.dim_size(0)
+    var row_bytes = w.dim_size(1)
+    var xp = x.unsafe_ptr()
+    var wp = w.unsafe_ptr()
+    var bp = bias.unsafe_ptr()
+    var op = output.unsafe_ptr()
+    var chunks = k // CHUNK
+    var tiles = (rows + LANES - 1) // LANES
+    var xq = alloc[Int8](rows * k if INTS else 1)
+    var xd = alloc[Float32](rows * chunks + 1)
+    var sums = alloc[Float32](rows * chunks + 1)
+    var xt = alloc[Int8](tiles * LANES * k if INTS else 1)
+    var xft = alloc[Float32](1 if INTS else tiles * LANES * k)
+    var xdt = alloc[Float32](tiles * chunks * LANES + 1)
+    var xst = alloc[Float32](tiles * chunks * LANES if enc == Q5_K else 1)
+    var xct = alloc[Int32](tiles * chunks * LANES if enc == Q8_0 else 1)
+    comptime if INTS:
+        quantize_rows[False](xp, rows, k, xq, xd, sums, xct)
+        tile_quantized[enc](xq, xd, sums, rows, k, xt, xdt, xst, xct)
+    else:
+        tile_floats(xp, rows, k, xft)
+    var group = max(2, TILE_BYTES // (LANES * k * (1 if INTS else 4)) // 2 * 2)  # tiles
+    var groups = (tiles + group - 1) // group
+    var panels = (n + R - 1) // R
+    var workers = num_physical_cores()
+    var run = max(1, panels // (workers * BLOCKS_PER_CORE))  # panels per work item
+    var runs = (panels + run - 1) // run
+    var next_item = alloc[Int64](1)
+    next_item[0] = 0
+
+    def store(t: Int, tz: Int, j: Int, count: Int, res: Floats) {var rows, var n, var op, var bp}:
+        """Writes the tile kernel's `res` for tiles t .. t + tz - 1 and panel rows j .. j + count - 1."""
+        for r in range(count):
+            comptime for z in range(2):
+                if z < tz:
+                    var y = res.load[width=LANES]((r * tz + z) * LANES)
+                    comptime if with_bias:
+                        y += bp.load(j + r)
+                    y = activate[activation, LANES](y)
+                    var m = (t + z) * LANES
+                    for l in range(min(LANES, rows - m)):
+                        op.store((m + l) * n + j + r, y[l])
+
+    def work(worker: Int) {var rows, var k, var n, var row_bytes, var wp, var chunks, var tiles, var xt, var xft, var xdt, var xst, var xct, var group, var panels, var run, var runs, var groups, var next_item, var store}:
+        var wq = alloc[UInt8](R * k if INTS else 1)
+        var wf = alloc[Float32](1 if INTS else R * k)
+        var ws = alloc[Float32](R * chunks + 1)
+        var wm = alloc[Float32](R * chunks + 1)
+        var res = alloc[Float32](R * 2 * LANES)
+        while True:
+            var item = Int(Atomic[Int64].fetch_add(next_item, 1))
+            if item >= groups * runs:
+                break
+            var t0 = (item // runs) * group
+            var t1 = min(t0 + group, tiles)
+            var p0 = (item % runs) * run
+            for p in range(p0, min(p0 + run, panels)):
+                var j = p * R
+                var count = min(R, n - j)
+                pack_panel[enc](wp + j * row_bytes, row_bytes, count, k, wq, wf, ws, wm)
+                var t = t0
+                while t < t1:
+                    var tz = min(2, t1 - t)
+                    comptime if INTS:
+                        var xa = t * chunks * LANES
+                        if tz == 2:
+                            int_tile[enc, 2](wq, ws, wm, k, xt + t * LANES * k, xdt + xa, xst + xa, xct + xa, res)
+                        else:
+                            int_tile[enc, 1](wq, ws, wm, k, xt + t * LANES * k, xdt + xa, xst + xa, xct + xa, res)
+                    else:
+                        if tz == 2:
+                            float_tile[enc, 2](wf, k, xft + t * LANES * k, res)
+                        else:
+                            float_tile[enc, 1](wf, k, xft + t * LANES * k, res)
+                    store(t, tz, j, count, res)
+                    t += tz
+        wq.free()
+        wf.free()
+        ws.free()
+        wm.free()
+        res.free()
+
+    sync_parallelize(work, workers)
+    next_item.free()
+    xq.free()
+    xd.free()
+    sums.free()
+    xt.free()
+    xft.free()
+    xdt.free()
+    xst.free()
+    xct.free()
+
+
 def qrow_dot[
     enc: Int, with_bias: Bool, activation: Int
 ](
@@ -449,6 +746,10 @@ def qrow_dot[
     bias: InputTensor[dtype = DType.float32, rank=2, ...],
 ):
     """output[m, j] = activation(sum over k of x[m, k] * w[j, k] (+ bias[0, j]))."""
+    comptime if tiled[enc]():
+        if x.dim_size(0) >= tiled_rows[enc]():
+            tiled_dot[enc, with_bias, activation](output, x, w, bias)
+            return
     var rows = x.dim_size(0)
     var k = x.dim_size(1)
     var n = w.dim_size(0)
@@ -476,10 +777,7 @@ def qrow_dot[
         var y = total
         comptime if with_bias:
             y += bp.load(j)
-        comptime if activation == GELU_TANH:
-            comptime c = sqrt(2 / 3.141592653589793)
-            y = 0.5 * y * (1 + tanh(Float32(c) * (y + 0.044715 * y * y * y)))
-        op.store(m * n + j, y)
+        op.store(m * n + j, activate[activation, 1](y))
 
     def work(worker: Int) {var rows, var k, var n, var row_bytes, var xp, var wp, var xq, var xd, var sums, var xc, var chunks, var block, var blocks, var next_block, var finish}:
         var totals = alloc[Float32](16)
