@@ -27,8 +27,8 @@ NumPy code, llama.cpp's `dequantize_row_*`).
   tile of x, one weight value broadcast against 16 rows of x per instruction
   (512-bit vpdpbusd; FMA), with the same integer products and per-block
   scaling as the row path.
-- `zoo_dequantize`: the float32 (n, cols) values, for the prefill graph's
-  matmul and for embedding rows.
+- `zoo_dequantize`: the float32 (n, cols) values, for the embedding rows a
+  step looks up.
 
 The encoding is the op's `encoding` parameter (the codes below).
 """
