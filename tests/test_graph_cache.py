@@ -35,6 +35,7 @@ def test_a_second_load_reads_the_stored_graphs_and_runs_the_same(tmp_path, monke
 
     second = _load(monkeypatch, str(folder))
     assert all(isinstance(g, graph_cache.CachedGraph) for g in _graphs(second))
+    assert second.loaded.graph.from_cache and not first.loaded.graph.from_cache
     tokens = first.encode(PROMPT)
     np.testing.assert_array_equal(first.logits(tokens), second.logits(tokens))
     assert first.generate(PROMPT, max_new_tokens=24, greedy=True) == second.generate(PROMPT, max_new_tokens=24, greedy=True)

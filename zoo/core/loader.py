@@ -128,7 +128,8 @@ def compile_prepared(
         quantize=quantize, keep_encoded=dtype is None or quantize is not None,
     )
     if verbose:
-        log(f"compiled in {seconds:.1f}s{held_encodings(graph.encodings, max_dtype)}")
+        done = "read the compiled graphs from zoo's graph cache" if graph.from_cache else "compiled"
+        log(f"{done} in {seconds:.1f}s{held_encodings(graph.encodings, max_dtype)}")
     return LoadedModel(
         resolved.ref, architecture, prepared.config, checkpoint.tokenizer, graph, max_device, max_dtype, checkpoint.source, seconds
     )
@@ -360,6 +361,7 @@ def compile_mapped(
         with kernels.decode_kernels():
             graph.one_token = compile_head("one_token", 1, [kernels.package()])
     seconds = time.perf_counter() - started
+    graph.from_cache = all(isinstance(g, graph_cache.CachedGraph) for g in (graph.any_length, graph.one_token) if g is not None)
     del weights
     warm_up(graph, config, device, dtype)
     return graph, seconds
