@@ -211,8 +211,9 @@ def hf_model(folder: Path) -> Any:
 
 def llamacpp_perplexity(path: Path, context: int, text: Path = TEXT) -> float:
     """llama-perplexity's final estimate for `path` on `text` (2 threads). Its log thread can
-    exit before printing the last lines on a busy machine; then it runs again."""
-    for _ in range(4):
+    exit before printing the last lines (1 run in 3 here even on a quiet machine, several in a
+    row on a busy one); then it runs again (each run of these small files takes under a second)."""
+    for _ in range(16):
         done = subprocess.run(
             [str(llamacpp_bin() / "llama-perplexity"), "-m", str(path), "-f", str(text), "-c", str(context), "-t", "2"],
             capture_output=True, text=True,
