@@ -7,9 +7,10 @@ Two models, each compiled once (prefill + decode graph):
 - a GPT-2 (tied embeddings, biases, the fused GELU) encoded in memory with
   `quantize="q8_0"` through `zoo.load`.
 transformers runs the same weights decoded to float32. Quantized matmuls round x to
-8 bits per block, as llama.cpp's do: zoo's kernel for Q8_0 and Q5_K weights, so the
-reference quantizes those projections' inputs too; MAX's Q4_0/Q4_K/Q6_K matmul, which
-the reference leaves in float32 (ACTIVATION_TOLERANCE).
+8 bits per block, as llama.cpp's do: zoo's kernel for Q8_0, Q5_K and Q6_K weights, so the
+reference quantizes the inputs of every projection in those encodings (MAX's Q6_K matmul
+rounds them in blocks of its own); MAX's Q4_0/Q4_K matmul rounds too, which the reference
+leaves in float32 (ACTIVATION_TOLERANCE).
 Logits agree at prefill and every cached step within that, and greedy tokens are identical.
 """
 
@@ -149,7 +150,7 @@ def test_encoded_greedy_tokens_equal_transformers_generate(encoded_llama):
     """Greedy tokens equal transformers' `generate` on most prompts; where 8-bit activations
     send a near-tie the other way, the tie is one: at the first differing step, transformers'
     pick leads zoo's by less than the activation rounding moves logits (the reference rounding
-    the Q8_0/Q5_K inputs as zoo's kernel does)."""
+    the Q8_0/Q5_K/Q6_K inputs as zoo's kernel does)."""
     import torch
 
     hf, model, _ = encoded_llama

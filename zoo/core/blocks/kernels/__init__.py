@@ -11,8 +11,8 @@ rows, and so do non-float32 weights and accelerators.
 
 Weights kept in a GGML block encoding or bfloat16 (`QuantizedWeight`) enter
 the graph as their raw uint8 rows (`encoding` names the format), and every CPU
-graph multiplies by them with `zoo_qrowdot` (Q8_0 and Q5_K as 8-bit integer dot
-products with x rounded per 32-value block, as llama.cpp does; the others in
+graph multiplies by them with `zoo_qrowdot` (Q8_0, Q5_K and Q6_K as 8-bit integer
+dot products with x rounded per 32-value block, as llama.cpp does; the others in
 float32 arithmetic), so no float32 copy of them is ever made; only looked-up
 embedding rows are decoded (`zoo_dequantize`, `mojo/quantized.mojo`).
 Projections in Q4_0, Q4_K and Q6_K whose rows MAX's own quantized matmul takes

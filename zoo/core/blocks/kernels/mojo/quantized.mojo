@@ -14,10 +14,10 @@ NumPy code, llama.cpp's `dequantize_row_*`).
   does for float32 weights, and stream each weight row once, front to back
   (one sequential stream per core, which the hardware prefetcher keeps up
   with), against up to four rows of x at a time, with several accumulators.
-  Q8_0 and Q5_K are multiplied in integers, as llama.cpp does: each row of x
-  is first quantized to 8 bits per block of 32 (`quantize_rows`), then each
-  block is an int8 dot product (AVX-512 VNNI's vpdpbusd where the CPU has it)
-  scaled in float32. That rounds x about as finely as Q8_0 rounds the weights.
+  Q8_0, Q5_K and Q6_K are multiplied in integers, as llama.cpp does: each row
+  of x is first quantized to 8 bits per block of 32 (`quantize_rows`), then
+  each block is an int8 dot product (AVX-512 VNNI's vpdpbusd where the CPU has
+  it) scaled in float32. That rounds x about as finely as Q8_0 rounds the weights.
   bf16/f16 and the other encodings are decoded and multiplied in float32,
   each chunk's 32 products scaled once (`block_dot`).
   From a few rows of x on (prefill, `tiled_rows`), Q8_0, Q5_K, bf16 and f16 take
@@ -239,7 +239,12 @@ comptime QBytes = Pointer[Int8, _]
 
 def integer_dots[enc: Int]() -> Bool:
     """Whether `enc` is multiplied in integers against x quantized to 8 bits."""
-    return enc == Q8_0 or enc == Q5_K
+    return enc == Q8_0 or enc == Q5_K or enc == Q6_K
+
+
+def needs_shares[enc: Int]() -> Bool:
+    """Whether `enc`'s integer dot products take x's `unsigned_share` (offset quants)."""
+    return enc == Q8_0 or enc == Q6_K
 
 
 def quantize_rows[shares: Bool](
@@ -271,16 +276,16 @@ def quantize_rows[shares: Bool](
 
 @always_inline
 def dot_u8_i8(acc: Ints, a: SIMD[DType.uint8, CHUNK], b: Quants) -> Ints:
-    """acc + the 32 products a * b (a unsigned, b signed) summed in int32, four to a lane
-    (VNNI's vpdpbusd; elsewhere as pmaddwd does, in another grouping)."""
+    """acc + the 32 products a * b (a unsigned, b signed) summed in int32, four consecutive
+    ones to a lane (VNNI's vpdpbusd; elsewhere the same sums from int32 products), so lanes
+    0-3 hold values 0-15 and lanes 4-7 values 16-31."""
     comptime if VNNI:
         return llvm_intrinsic["llvm.x86.avx512.vpdpbusd.256", Ints](acc, a, b)
     else:
-        # adjacent int16 products summed in pairs (what pmaddwd does), then the halves added
-        var ap = a.cast[DType.int16]().deinterleave()
-        var bp = b.cast[DType.int16]().deinterleave()
-        var pairs = ap[0].cast[DType.int32]() * bp[0].cast[DType.int32]() + ap[1].cast[DType.int32]() * bp[1].cast[DType.int32]()
-        return acc + pairs.slice[8, offset=0]() + pairs.slice[8, offset=8]()
+        var products = a.cast[DType.int32]() * b.cast[DType.int32]()
+        var pairs = products.deinterleave()
+        var sums = (pairs[0] + pairs[1]).deinterleave()  # 16 sums of two, then 8 of four
+        return acc + sums[0] + sums[1]
 
 
 @always_inline
@@ -384,6 +389,39 @@ def q5_k_row[MR: Int](w: Bytes, k: Int, xq: QBytes, xd: Floats, xs: Floats, tota
         totals.store(m, t.reduce_add() - offs[m].reduce_add())
 
 
+def q6_k_row[MR: Int](w: Bytes, k: Int, xq: QBytes, xd: Floats, xc: Pointer[Int32, _], totals: Totals):
+    """As `q8_0_row` for Q6_K: per 32-value chunk an unsigned-by-signed int8 dot product of the
+    6-bit quants (0..63) with x, plus a quarter of x's `unsigned_share` (-32 times x's sums)
+    for the quants' offset of 32; lanes 0-3 (values 0-15) and 4-7 (values 16-31) each take
+    their own int8 scale, times d and x's block scale."""
+    comptime A = 4 // MR  # accumulators per row of x, taken by chunk in turn
+    var blocks = k // 256
+    var chunks = k // CHUNK
+    var acc = StaticTuple[Octet, A * MR](fill=Octet(0))
+    for s in range(blocks):
+        var block = w + s * 210
+        prefetch_ahead[MR, 210](block)
+        var scales = (block + 192).bitcast[Int8]().load[width=16]().cast[DType.float32]() * half(block + 208)
+        comptime for h in range(2):
+            var qh = (block + 128 + 32 * h).load[width=CHUNK]()
+            comptime for quarter in range(4):
+                comptime c = 4 * h + quarter
+                var ql = (block + 64 * h + 32 * (quarter % 2)).load[width=CHUNK]()
+                var q = ((ql >> UInt8(4 * (quarter // 2))) & 15) | (((qh >> UInt8(2 * quarter)) & 3) << 4)
+                var halves = SIMD[DType.float32, 4](scales[2 * c]).join(SIMD[DType.float32, 4](scales[2 * c + 1]))
+                comptime for m in range(MR):
+                    var b = m * chunks + s * 8 + c
+                    var xv = (xq + m * k + s * 256 + c * CHUNK).load[width=CHUNK]()
+                    var offset = (xc + b * 8).load[width=8]() >> 2
+                    var p = dot_u8_i8(offset, q, xv).cast[DType.float32]()
+                    acc[(c % A) * MR + m] = p.fma(halves * xd.load(b), acc[(c % A) * MR + m])
+    comptime for m in range(MR):
+        var t = acc[m]
+        comptime for a in range(1, A):
+            t += acc[a * MR + m]
+        totals.store(m, t.reduce_add())
+
+
 def half_row[enc: Int, MR: Int](w: Bytes, k: Int, x: Floats, totals: Totals):
     """As `q8_0_row` for a bf16/f16 row, in float32: each chunk converted once for MR rows of
     x, two chunks at a time into separate accumulators."""
@@ -441,6 +479,8 @@ def row_dot[enc: Int, MR: Int](
         q8_0_row[MR](w, k, xq, xd, xc, totals)
     elif enc == Q5_K:
         q5_k_row[MR](w, k, xq, xd, xs, totals)
+    elif enc == Q6_K:
+        q6_k_row[MR](w, k, xq, xd, xc, totals)
     elif enc == BF16 or enc == F16:
         half_row[enc, MR](w, k, x, totals)
     else:
@@ -459,7 +499,7 @@ comptime MutFloats = Pointer[Float32, MutUntrackedOrigin]
 
 def tiled[enc: Int]() -> Bool:
     """Whether `enc` has the many-rows path (its integer dot products need 512-bit VNNI)."""
-    comptime if integer_dots[enc]():
+    comptime if enc == Q8_0 or enc == Q5_K:
         return VNNI
     return enc == BF16 or enc == F16
 
@@ -760,11 +800,11 @@ def qrow_dot[
     var op = output.unsafe_ptr()
     var chunks = k // CHUNK
     var xq = alloc[Int8](rows * k if integer_dots[enc]() else 1)
-    var xc = alloc[Int32](rows * chunks * 8 if enc == Q8_0 else 1)
+    var xc = alloc[Int32](rows * chunks * 8 if needs_shares[enc]() else 1)
     var xd = alloc[Float32](rows * chunks + 1)
     var sums = alloc[Float32](rows * chunks + 1)
     comptime if integer_dots[enc]():
-        quantize_rows[enc == Q8_0](xp, rows, k, xq, xd, sums, xc)
+        quantize_rows[needs_shares[enc]()](xp, rows, k, xq, xd, sums, xc)
     elif enc == Q4_K:
         chunk_sums(xp, sums, rows, k)
     var workers = num_physical_cores()
