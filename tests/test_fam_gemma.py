@@ -34,7 +34,8 @@ PROMPT = "The quick brown fox jumps over the lazy dog because"
 @pytest.fixture(scope="session")
 def verified(registry):
     """`verify(name)` once per family and session: (reports, the decode-attention kernel calls
-    traced while compiling, as (scale, soft-cap, kernel used))."""
+    traced while compiling, as (scale, soft-cap, kernel used)). zoo's graph cache is off here,
+    so that the graphs are traced even where an earlier run stored them."""
     from zoo.core.blocks import kernels
     from zoo.verify import verify
 
@@ -52,6 +53,7 @@ def verified(registry):
 
             with pytest.MonkeyPatch.context() as patch:
                 patch.setattr(kernels, "decode_attention", spy)
+                patch.setenv("ZOO_GRAPH_CACHE", "0")
                 done[name] = (verify(name, registry), calls)
         return done[name]
 
