@@ -361,7 +361,6 @@ def compile_mapped(
         with kernels.decode_kernels():
             graph.one_token = compile_head("one_token", 1, [kernels.package()])
     seconds = time.perf_counter() - started
-    graph.from_cache = all(isinstance(g, graph_cache.CachedGraph) for g in (graph.any_length, graph.one_token) if g is not None)
     del weights
     warm_up(graph, config, device, dtype)
     return graph, seconds

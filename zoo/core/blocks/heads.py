@@ -37,7 +37,13 @@ class CompiledHead:
     one_token: Callable[..., Any] | None = None
     weight_bytes_per_token: int = 0  # weight bytes a decode step reads (see zoo.core.quantization)
     encodings: dict[str, int] = field(default_factory=dict)  # weights per encoding ("float": the rest)
-    from_cache: bool = False  # every graph read back from zoo's graph cache (zoo.core.graph_cache)
+
+    @property
+    def from_cache(self) -> bool:
+        """Whether every graph was read back from zoo's graph cache (`zoo.core.graph_cache`)."""
+        from zoo.core.graph_cache import CachedGraph
+
+        return all(isinstance(g, CachedGraph) for g in (self.any_length, self.one_token) if g is not None)
 
     def run(self, tokens: Any, *rest: Any) -> list[Any]:
         """The engine's call: driver `Buffer`s in and out, skipping the per-argument checks.

@@ -43,11 +43,12 @@ def package() -> Path:
     and reports the error)."""
     from importlib.metadata import version
 
+    from zoo.core.graph_cache import zoo_cache_home
+
     digest = hashlib.sha256(version("max").encode())
     for source in sorted(SOURCE.glob("*.mojo")):
         digest.update(source.name.encode() + b"\0" + source.read_bytes())
-    cache_home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    built = cache_home / "zoo" / "kernels" / f"zoo_kernels_{digest.hexdigest()[:16]}.mojoc"
+    built = zoo_cache_home() / "kernels" / f"zoo_kernels_{digest.hexdigest()[:16]}.mojoc"
     if built.is_file():
         return built
     try:
