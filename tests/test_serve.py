@@ -6,7 +6,9 @@ Two servers run, one after the other, both on shapes other tests compile too:
   library's, bad requests get 400s among good ones, and a hostile load test
   (disconnects, invalid requests) leaves every slot free and memory flat;
 - the trained stories260K Llama (no chat template) on IPv6 loopback with one
-  slot and a one-request queue: chat is refused, a full queue answers 429.
+  slot and a one-request queue: chat is refused, a full queue answers 429;
+- the same Llama as a GGUF file in Q8_0 (which MAX's own GGUF loader cannot
+  read): it answers as `zoo run` on the file does, its weights kept encoded.
 """
 
 from __future__ import annotations
@@ -282,6 +284,52 @@ def test_a_full_queue_answers_429_and_a_disconnect_frees_the_slot(stories):
     assert complete(server, STORY_PROMPT, max_tokens=4).status_code == 200
 
 
+# --------------------------------------------------------------------------- a GGUF file
+
+GGUF = STORIES.parent / "gguf" / "stories260K-q8_0.gguf"
+
+
+@pytest.fixture(scope="module")
+def gguf_server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("serve-gguf")
+    with zoo_server(str(GGUF), root / "server.log", "--max-batch-size", "2") as server:
+        yield server
+
+
+def test_a_gguf_file_answers_like_zoo_run_with_its_weights_encoded(gguf_server):
+    from zoo.core.resolve import read_checkpoint, resolve_model
+
+    response = complete(gguf_server, STORY_PROMPT, ignore_eos=False)
+    assert response.status_code == 200, response.text
+    result = zoo("run", str(GGUF), "-p", STORY_PROMPT, "--greedy", "-n", str(NEW_TOKENS))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == STORY_PROMPT + response.json()["choices"][0]["text"] + "\n"
+    tokenizer = read_checkpoint(resolve_model(str(GGUF))).tokenizer
+    assert response.json()["usage"]["prompt_tokens"] == len(tokenizer.encode(STORY_PROMPT))  # BOS included
+    assert re.search(r"weights held as .*\d+ q8_0", gguf_server.log_text())
+
+
+def test_a_gguf_dry_run_writes_the_folder_max_reads(tmp_path):
+    from transformers import AutoTokenizer
+
+    from zoo.core.resolve import read_checkpoint, resolve_model
+
+    result = zoo("serve", str(GGUF), "--dry-run", env={"XDG_CACHE_HOME": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    words = result.stdout.split()
+    folder = Path(words[words.index("--model-path") + 1])
+    assert folder.parent == tmp_path / "zoo" / "serve"
+    assert words[words.index("--weight-path") + 1] == str(GGUF.resolve())
+    assert words[words.index("--quantization-encoding") + 1] == "float32"
+    assert json.loads((folder / "zoo-serve.json").read_text()) == {"weights": str(GGUF.resolve()), "dtype": None}
+    assert json.loads((folder / "config.json").read_text())["architectures"] == ["LlamaForCausalLM"]
+    ours = read_checkpoint(resolve_model(str(GGUF))).tokenizer
+    saved = AutoTokenizer.from_pretrained(folder)
+    for text in (STORY_PROMPT, "Lily and Tom went to the park."):
+        assert saved(text)["input_ids"] == ours.encode(text)
+        assert saved(text)["input_ids"][0] == ours.bos_token_id
+
+
 # --------------------------------------------------------------------------- without a server
 
 
@@ -338,7 +386,8 @@ def test_serve_an_alias_from_a_filled_hf_cache(tmp_path):
 
 def test_serving_errors_are_one_line(tmp_path):
     assert_one_line_error(zoo("serve", "no-such-model-anywhere"), "unknown model")
-    assert_one_line_error(zoo("serve", str(STORIES / "stories260K.bin")), "needs a Hugging Face checkpoint directory")
+    assert_one_line_error(zoo("serve", str(STORIES / "stories260K.bin")), "needs a tokenizer MAX's server can read")
+    assert_one_line_error(zoo("serve", str(GGUF), "--dry-run", "--", "--weight-path", "x.gguf"), "--weight-path after --")
     assert_one_line_error(zoo("serve", str(STORIES / "hf")), "no Hugging Face tokenizer files")
     folder = tmp_path / "tiny"
     shutil.copytree(STORIES / "hf", folder)

@@ -172,6 +172,15 @@ def check_common(config: ModelConfig) -> None:
     config.check()
 
 
+def single_file_path(resolved: ResolvedModel) -> Path:
+    """The local weights file of a single-file model (an alias's is downloaded first)."""
+    alias = resolved.source.alias
+    if alias is not None and alias.weights_file:
+        return download_file(alias.repo_id, alias.weights_file)
+    assert resolved.source.path is not None
+    return resolved.source.path
+
+
 def read_checkpoint(
     resolved: ResolvedModel,
     registry: Registry | None = None,
@@ -187,11 +196,9 @@ def read_checkpoint(
     if resolved.single_file:
         if weights is not None:
             raise WeightsError("--weights replaces the weights file of a checkpoint directory; this model is a single file already")
-        path = source.path
-        if alias is not None and alias.weights_file:
-            path = download_file(alias.repo_id, alias.weights_file)
-            if tokenizer is None and alias.tokenizer_file:
-                tokenizer = download_file(alias.repo_id, alias.tokenizer_file)
+        path = single_file_path(resolved)
+        if alias is not None and alias.weights_file and tokenizer is None and alias.tokenizer_file:
+            tokenizer = download_file(alias.repo_id, alias.tokenizer_file)
         fmt = weight_format_for(path, registry)
         args = (path, tokenizer, registry) if fmt.with_registry else (path, tokenizer)
         checkpoint = call_plugin(fmt, f"weight format {fmt.name!r} loading {path.name}", fmt.load, *args, returns=Checkpoint)

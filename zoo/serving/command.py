@@ -16,8 +16,9 @@ import zoo
 from zoo.core.checkpoints.sources import download
 from zoo.core.errors import OptionsError, ZooError
 from zoo.core.registry import Registry
-from zoo.core.resolve import resolve_model
+from zoo.core.resolve import read_checkpoint, resolve_model, single_file_path
 
+from .single_file import serving_folder
 from .sizing import DEFAULT_MAX_BATCH_SIZE, describe_bytes, pool_bytes
 
 ARCHITECTURES_MODULE = "zoo.serving.max_architectures"
@@ -43,6 +44,7 @@ class ServePlan:
     max_length: int = 0
     cache_bytes: int = 0  # the cache pool the model worker allocates
     queue: int = 0  # requests that may wait for a slot; more get HTTP 429
+    weights_bytes: int = 0  # the size of the weight files
 
     @property
     def max_requests(self) -> int:
@@ -75,7 +77,8 @@ def plan_serve(
     max_queue: int | None = None,
     extra: Sequence[str] = (),
 ) -> ServePlan:
-    """Resolves `ref` to a local HF-format checkpoint and builds the `max serve` arguments.
+    """Resolves `ref` to a local HF-format checkpoint (for a GGUF file, the folder
+    `single_file.serving_folder` writes) and builds the `max serve` arguments.
 
     Requests beyond the batch wait (at most `max_queue`, by default
     `DEFAULT_QUEUE_PER_SLOT` per slot); beyond that they get HTTP 429 (`admission`).
@@ -89,13 +92,18 @@ def plan_serve(
         raise OptionsError("--max-batch-size is given twice (before and after --)")
     resolved = resolve_model(ref, registry)
     source = resolved.source
+    weight_args: list[str] = []
     if resolved.single_file:
-        raise ZooError(
-            f"{ref}: `zoo serve` needs a Hugging Face checkpoint directory (config.json, safetensors, "
-            "tokenizer); single-file formats such as llama2.c .bin run with `zoo run` only"
-        )
-    folder = source.path if source.kind == "dir" else download(source.repo_id or ref)
-    assert folder is not None
+        if _given(extra, "--weight-path"):
+            raise OptionsError(f"--weight-path after -- is not allowed: {ref} is the weights file zoo serves")
+        weights_file = single_file_path(resolved)
+        folder = serving_folder(resolved, read_checkpoint(resolved, registry), weights_file, dtype)
+        weight_args = ["--weight-path", str(weights_file), "--quantization-encoding", dtype or "float32"]
+        weights_bytes = weights_file.stat().st_size
+    else:
+        folder = source.path if source.kind == "dir" else download(source.repo_id or ref)
+        assert folder is not None
+        weights_bytes = sum(p.stat().st_size for p in folder.glob("*.safetensors"))
     architecture = resolved.architecture.name
     if not any((folder / name).exists() for name in _TOKENIZER_FILES):
         raise ZooError(
@@ -113,7 +121,9 @@ def plan_serve(
     ]
     if device != "auto":
         args += ["--devices", device]
-    if dtype is not None:
+    if weight_args:
+        args += weight_args
+    elif dtype is not None:
         args += ["--quantization-encoding", dtype]
     context = resolved.config.context_length
     if max_length is not None and max_length > context:
@@ -130,7 +140,7 @@ def plan_serve(
     length = max_length or context
     dtype_bytes = 2 if dtype == "bfloat16" or (dtype is None and device == "gpu") else 4
     cache = pool_bytes(resolved.config, dtype_bytes, batch, length)
-    return ServePlan(folder, ref, architecture, host, port, (*args, *extra), batch, length, cache, queue)
+    return ServePlan(folder, ref, architecture, host, port, (*args, *extra), batch, length, cache, queue, weights_bytes)
 
 
 def check_memory(plan: ServePlan) -> None:
@@ -138,7 +148,7 @@ def check_memory(plan: ServePlan) -> None:
     available memory (MAX would fail at start with a traceback)."""
     import psutil
 
-    weights = sum(p.stat().st_size for p in plan.model_dir.glob("*.safetensors"))
+    weights = plan.weights_bytes
     available = psutil.virtual_memory().available
     if weights + plan.cache_bytes > 0.9 * available:
         raise OptionsError(

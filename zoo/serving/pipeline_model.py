@@ -9,13 +9,14 @@ releases it (completion, cancellation, client disconnect, preemption); its
 prompt (possibly in chunks) runs on its slot alone, and every request that
 decodes in a step shares one graph call, whatever length each has reached.
 Weights come through MAX's loader and the architecture's zoo mapper (the
-weight adapter).
+weight adapter); a GGUF file's through zoo's own loader (`single_file`).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -23,12 +24,13 @@ import numpy as np
 from max.driver import Buffer
 from max.pipelines.lib.interfaces.pipeline_model import ModelInputs, ModelOutputs, PipelineModelWithKVCache
 
-from zoo.core.loader import LoadedModel, compile_mapped, describe_device, log
+from zoo.core.loader import LoadedModel, compile_mapped, describe_device, load_model, log
 from zoo.core.runtime.engine import Engine
 from zoo.core.runtime.pool import CachePool
 
 from .arch_config import ZooArchConfig
 from .registry import zoo_architecture, zoo_config
+from .single_file import read_recipe
 
 
 @dataclass(kw_only=True)
@@ -60,6 +62,10 @@ class ZooPipelineModel(PipelineModelWithKVCache[Any, Any, Any]):
         return type(self).model_config_cls.zoo_architecture
 
     def _load(self) -> LoadedModel:
+        recipe = read_recipe(Path(str(self.pipeline_config.model.model_path)))
+        if recipe is not None:  # a single file (GGUF): zoo's own loader reads it
+            device = "cpu" if self.devices[0].is_host else "gpu"
+            return load_model(str(recipe.weights), device=device, dtype=recipe.dtype, need_tokenizer=False)
         architecture = zoo_architecture(self.architecture_name)
         config = zoo_config(self.architecture_name, self.huggingface_config)
         mapped = self._load_state_dict()  # MAX's loader + the zoo mapper as weight adapter

@@ -32,17 +32,13 @@ CONTROL = 3
 
 
 class GGUFTokenizer(HFTokenizer):
-    """A transformers fast tokenizer from GGUF metadata, adding BOS the way llama.cpp does."""
+    """A transformers fast tokenizer from GGUF metadata whose end-of-generation ids come from
+    the metadata; it prepends BOS itself where llama.cpp does (its post-processor), so a copy
+    saved with `save_pretrained` encodes the same way."""
 
-    def __init__(self, tokenizer: Any, bos: int | None, eos: Sequence[int], add_bos: bool) -> None:
+    def __init__(self, tokenizer: Any, eos: Sequence[int]) -> None:
         super().__init__(tokenizer)
-        self.bos_token_id = bos
         self.eos_token_ids = tuple(eos)
-        self.add_bos = add_bos and bos is not None
-
-    def encode(self, text: str) -> list[int]:
-        ids = list(self.hf(text, add_special_tokens=False)["input_ids"])
-        return [self.bos_token_id, *ids] if self.add_bos else ids
 
 
 def gguf_tokenizer(file: Any, sentencepiece_converter: str = "llama") -> GGUFTokenizer:
@@ -74,8 +70,10 @@ def gguf_tokenizer(file: Any, sentencepiece_converter: str = "llama") -> GGUFTok
     default_bos = model == "llama" or pre in BPE_WITH_BOS
     add_bos = bool(file.value("tokenizer.ggml.add_bos_token", default_bos))
     eos = [i for i in dict.fromkeys((ids["eos"], ids["eot"], ids["eom"])) if i is not None]
+    if add_bos and ids["bos"] is not None:
+        _prepend_bos(backend, tokens[ids["bos"]], ids["bos"])
     hf = _fast_tokenizer(backend, tokens, ids, file.value("tokenizer.chat_template"))
-    return GGUFTokenizer(hf, ids["bos"], eos, add_bos)
+    return GGUFTokenizer(hf, eos)
 
 
 def _converter(model: str, pre: str, sentencepiece_converter: str) -> str:
@@ -105,6 +103,15 @@ def _convert(converter: str, details: dict[str, Any]) -> Any:
         hf_logging.set_verbosity(verbosity)
         hf_logging.enable_progress_bar()
     return backend
+
+
+def _prepend_bos(backend: Any, bos: str, bos_id: int) -> None:
+    """Makes the backend tokenizer start every encoding with BOS (with special tokens on)."""
+    from tokenizers.processors import TemplateProcessing
+
+    backend.post_processor = TemplateProcessing(
+        single=f"{bos} $A", pair=f"{bos} $A {bos} $B:1", special_tokens=[(bos, bos_id)]
+    )
 
 
 def _fast_tokenizer(backend: Any, tokens: list[str], ids: dict[str, int | None], chat_template: str | None) -> Any:
