@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from zoo.core.architecture import Checkpoint
+from zoo.core.checkpoints.tokenizer import Tokenizer
 from zoo.core.errors import ZooError
 from zoo.core.graph_cache import zoo_cache_home
 from zoo.core.resolve import ResolvedModel
@@ -43,20 +44,21 @@ def read_recipe(folder: Path) -> ServeRecipe | None:
     return ServeRecipe(Path(data["weights"]), data.get("dtype"))
 
 
-def serving_folder(resolved: ResolvedModel, checkpoint: Checkpoint, weights: Path, dtype: str | None) -> Path:
-    """Writes (or reuses) the folder `max serve` reads for the single file `weights`."""
-    save = getattr(getattr(checkpoint.tokenizer, "hf", None), "save_pretrained", None)
-    if save is None:
-        raise ZooError(
-            f"{resolved.ref}: `zoo serve` needs a tokenizer MAX's server can read (a Hugging Face one, as GGUF "
-            "files carry); this file's runs with `zoo run` only"
-        )
+def serving_folder(resolved: ResolvedModel, weights: Path, dtype: str | None, read_tokenizer: Callable[[], Tokenizer | None]) -> Path:
+    """Writes (or reuses) the folder `max serve` reads for the single file `weights`;
+    `read_tokenizer` is called only when the folder is written."""
     weights = weights.resolve()
     stat = weights.stat()
     key = hashlib.sha256(f"{weights}\0{stat.st_size}\0{stat.st_mtime_ns}\0{dtype}".encode()).hexdigest()[:16]
     folder = zoo_cache_home() / "serve" / f"{weights.stem}-{key}"
     if read_recipe(folder) is not None:
         return folder
+    save = getattr(getattr(read_tokenizer(), "hf", None), "save_pretrained", None)
+    if save is None:
+        raise ZooError(
+            f"{resolved.ref}: `zoo serve` needs a tokenizer MAX's server can read (a Hugging Face one, as GGUF "
+            "files carry); this file's runs with `zoo run` only"
+        )
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.json").write_text(json.dumps(dict(resolved.hf_config), indent=1) + "\n")
     save(str(folder))
