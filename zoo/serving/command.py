@@ -96,7 +96,7 @@ def plan_serve(
     if resolved.single_file:
         if _given(extra, "--weight-path"):
             raise OptionsError(f"--weight-path after -- is not allowed: {ref} is the weights file zoo serves")
-        weights_file = single_file_path(resolved)
+        weights_file = single_file_path(resolved).resolve()
         folder = serving_folder(resolved, weights_file, dtype, lambda: read_checkpoint(resolved, registry).tokenizer)
         weight_args = ["--weight-path", str(weights_file), "--quantization-encoding", dtype or "float32"]
         weights_bytes = weights_file.stat().st_size
