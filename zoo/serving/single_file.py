@@ -57,7 +57,7 @@ def serving_folder(resolved: ResolvedModel, weights: Path, dtype: str | None, re
     if save is None:
         raise ZooError(
             f"{resolved.ref}: `zoo serve` needs a tokenizer MAX's server can read (a Hugging Face one, as GGUF "
-            "files carry); this file's runs with `zoo run` only"
+            "files carry); this file runs with `zoo run` only"
         )
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.json").write_text(json.dumps(dict(resolved.hf_config), indent=1) + "\n")
