@@ -40,7 +40,7 @@ def random_encoded(encoding: str, rows: int, cols: int, rng: np.random.Generator
 
 
 # encodings zoo's kernel multiplies in integers against x quantized to 8 bits
-INTEGER_DOT_ENCODINGS = ("q8_0", "q5_k", "q6_k")
+INTEGER_DOT_ENCODINGS = ("q8_0", "q4_k", "q5_k", "q6_k")
 
 
 def quantized_activations(x: np.ndarray) -> np.ndarray:
@@ -59,7 +59,7 @@ def quantized_activations(x: np.ndarray) -> np.ndarray:
 @contextmanager
 def quantized_reference(hf: Any, modules: list[Any]) -> Iterator[Any]:
     """`hf` with the input rows of `modules` through `quantized_activations`, as zoo's kernel
-    multiplies Q8_0/Q5_K/Q6_K weights in every graph (prefill and decode). Yields what to call in
+    multiplies Q8_0/Q4_K/Q5_K/Q6_K weights in every graph (prefill and decode). Yields what to call in
     place of hf."""
     import torch
 

@@ -93,9 +93,10 @@ def test_dequantize_is_the_reference_decoding(results, case, encoding):
 @pytest.mark.parametrize("encoding", ALL_ENCODINGS)
 @pytest.mark.parametrize("case", CASES)
 def test_row_dot_equals_numpy(results, case, encoding):
-    """x @ w.T on the decoded weights, in float32 arithmetic; + bias; + tanh-GELU. For Q8_0
-    and Q5_K, x is first quantized to 8 bits per block of 32 (as llama.cpp does), the rest is
-    exact integer dot products scaled in float32: the same tolerance holds."""
+    """x @ w.T on the decoded weights, in float32 arithmetic; + bias; + tanh-GELU. For the
+    integer encodings (Q8_0, Q4_K, Q5_K, Q6_K), x is first quantized to 8 bits per block of 32
+    (as llama.cpp does), the rest is exact integer dot products scaled in float32: the same
+    tolerance holds."""
     x, weight, bias, (plain, biased, gelu, _) = results[case, encoding]
     xs = quantized_activations(x) if encoding in INTEGER_DOT_ENCODINGS else x.astype(np.float64)
     expected = xs @ weight.dequantize().T.astype(np.float64)

@@ -11,16 +11,16 @@ NumPy code, llama.cpp's `dequantize_row_*`).
 - `zoo_qrowdot` (+ `_bias`, + `_bias_gelu_tanh`): y = x @ w.T for a few rows
   of float32 x (the decode step), reading each weight byte once from memory.
   The cores take blocks of weight rows from a shared counter, as `zoo_rowdot`
-  does for float32 weights, and stream each weight row once, front to back
-  (one sequential stream per core, which the hardware prefetcher keeps up
-  with), against up to four rows of x at a time, with several accumulators.
-  Q8_0, Q5_K and Q6_K are multiplied in integers, as llama.cpp does: each row
+  does for float32 weights (a few long blocks each), and stream each weight row
+  once, front to back, prefetching ahead, against up to four rows of x at a
+  time, with several accumulators.
+  Q8_0, Q4_K, Q5_K and Q6_K are multiplied in integers, as llama.cpp does: each row
   of x is first quantized to 8 bits per block of 32 (`quantize_rows`), then
   each block is an int8 dot product (AVX-512 VNNI's vpdpbusd where the CPU has
   it) scaled in float32. That rounds x about as finely as Q8_0 rounds the weights.
-  bf16/f16 and the other encodings are decoded and multiplied in float32,
-  each chunk's 32 products scaled once (`block_dot`).
-  From a few rows of x on (prefill, `tiled_rows`), Q8_0, Q5_K, bf16 and f16 take
+  bf16/f16 and Q4_0 are decoded and multiplied in float32 (a Q4_0 block's 32
+  products scaled once, `q4_0_block_dot`).
+  From a few rows of x on (prefill, `tiled_rows`), Q8_0, Q4_K, Q5_K, bf16 and f16 take
   `tiled_dot`: x is laid out with 16 rows side by side in each vector, a
   panel of a few weight rows is decoded once into a small buffer (bytes for
   the integer dot products, float32 for bf16/f16) and multiplied by every
@@ -52,8 +52,9 @@ comptime Q5_K = 5
 comptime Q6_K = 6
 
 comptime CHUNK = 32  # values decoded at a time
-comptime BLOCKS_PER_CORE = 16
-comptime PREFETCH_AHEAD = 2048  # bytes ahead in the weight row, with several rows of x
+comptime BLOCKS_PER_CORE = 4  # work items per core: few, so each core streams long runs of rows
+comptime RUNS_PER_CORE = 16  # work items per core in the many-rows path
+comptime PREFETCH_AHEAD = 2048  # bytes ahead in the weight rows
 comptime NO_ACTIVATION = 0
 comptime GELU_TANH = 1
 
@@ -163,13 +164,6 @@ def broadcast_half(p: Bytes) -> Lanes:
 
 
 @always_inline
-def dot32(q: Chunk, x: Chunk) -> Lanes:
-    """The 32 products q * x folded into 16 lanes."""
-    var lo = q.slice[16, offset=0]() * x.slice[16, offset=0]()
-    return q.slice[16, offset=16]().fma(x.slice[16, offset=16](), lo)
-
-
-@always_inline
 def k_scales_mins(scales: Bytes) -> Tuple[SIMD[DType.float32, 8], SIMD[DType.float32, 8]]:
     """The eight 6-bit scales and mins of a Q4_K/Q5_K super-block."""
     var raw = scales.load[width=16]()  # 12 bytes used
@@ -182,55 +176,19 @@ def k_scales_mins(scales: Bytes) -> Tuple[SIMD[DType.float32, 8], SIMD[DType.flo
 
 
 @always_inline
-def block_dot[enc: Int](block: Bytes, x: Floats, xs: Floats, mut acc: Lanes, mut off: SIMD[DType.float32, 8]):
-    """Adds the dot product of one Q4_0, Q4_K or Q6_K block with x (at the block's first
-    value) to acc (16 lanes to be summed) and, for Q4_K, the mins' share (d_min * m * sum
-    of the chunk's x, `xs` holding those sums) to `off` (subtracted at the end).
-
-    The per-chunk scale multiplies a chunk's 32 products once, instead of each value."""
-    comptime if enc == Q4_0:
-        var raw = (block + 2).load[width=16]()
-        var lo = ((raw & 15).cast[DType.int8]() - 8).cast[DType.float32]() * x.load[width=16]()
-        var p = ((raw >> 4).cast[DType.int8]() - 8).cast[DType.float32]().fma(x.load[width=16](16), lo)
-        acc = broadcast_half(block).fma(p, acc)
-    elif enc == Q4_K:
-        var d = half(block)
-        var dmin = half(block + 2)
-        var sm = k_scales_mins(block + 4)
-        var scale = sm[0] * d
-        off = (sm[1] * dmin).fma(xs.load[width=8](), off)
-        comptime for pair in range(4):
-            var raw = (block + 16 + 32 * pair).load[width=CHUNK]()
-            comptime for half_ in range(2):
-                comptime c = 2 * pair + half_
-                var q = (raw >> UInt8(4 * half_)) & 15
-                var p = dot32(q.cast[DType.float32](), x.load[width=CHUNK](c * CHUNK))
-                acc = Lanes(scale[c]).fma(p, acc)
-    else:  # Q6_K
-        var d = half(block + 208)
-        var scales = (block + 192).bitcast[Int8]().load[width=16]().cast[DType.float32]() * d
-        comptime for h in range(2):
-            var qh = (block + 128 + 32 * h).load[width=CHUNK]()
-            comptime for quarter in range(4):
-                comptime c = 4 * h + quarter
-                var ql = (block + 64 * h + 32 * (quarter % 2)).load[width=CHUNK]()
-                var q = (((ql >> UInt8(4 * (quarter // 2))) & 15) | (((qh >> UInt8(2 * quarter)) & 3) << 4)).cast[DType.int8]() - 32
-                var y = q.cast[DType.float32]() * x.load[width=CHUNK](c * CHUNK)
-                acc = Lanes(scales[2 * c]).fma(y.slice[16, offset=0](), acc)
-                acc = Lanes(scales[2 * c + 1]).fma(y.slice[16, offset=16](), acc)
+def q4_0_block_dot(block: Bytes, x: Floats, mut acc: Lanes):
+    """Adds the dot product of one Q4_0 block with x (at the block's first value) to acc
+    (16 lanes to be summed); the block's scale multiplies its 32 products once."""
+    var raw = (block + 2).load[width=16]()
+    var lo = ((raw & 15).cast[DType.int8]() - 8).cast[DType.float32]() * x.load[width=16]()
+    var p = ((raw >> 4).cast[DType.int8]() - 8).cast[DType.float32]().fma(x.load[width=16](16), lo)
+    acc = broadcast_half(block).fma(p, acc)
 
 
-def chunk_sums(x: Floats, sums: Pointer[Float32, MutUntrackedOrigin], rows: Int, k: Int):
-    """Per row of x, the sum of each 32-value chunk (Q4_K subtracts its mins' share)."""
-    var chunks = k // CHUNK
-    for m in range(rows):
-        for c in range(chunks):
-            sums.store(m * chunks + c, x.load[width=CHUNK](m * k + c * CHUNK).reduce_add())
-
-
-# --- integer dot products (Q8_0, Q5_K) -------------------------------------------------------
+# --- integer dot products (Q8_0, Q4_K, Q5_K, Q6_K) -------------------------------------------
 
 comptime VNNI = CompilationTarget.has_vnni()
+comptime WIDE_VNNI = VNNI and CompilationTarget.has_avx512f()  # 512-bit vpdpbusd
 comptime Quants = SIMD[DType.int8, CHUNK]
 comptime Octet = SIMD[DType.float32, 8]
 comptime Ints = SIMD[DType.int32, 8]
@@ -239,7 +197,28 @@ comptime QBytes = Pointer[Int8, _]
 
 def integer_dots[enc: Int]() -> Bool:
     """Whether `enc` is multiplied in integers against x quantized to 8 bits."""
-    return enc == Q8_0 or enc == Q5_K or enc == Q6_K
+    return enc == Q8_0 or enc == Q4_K or enc == Q5_K or enc == Q6_K
+
+
+def has_mins[enc: Int]() -> Bool:
+    """Whether `enc` is a K-quant with per-sub-block mins (Q4_K, Q5_K): its products take
+    x's block sums."""
+    return enc == Q4_K or enc == Q5_K
+
+
+def quants_at[enc: Int]() -> Int:
+    """Offset of the 4-bit quants in a Q4_K/Q5_K super-block (Q5_K's fifth bits come first)."""
+    return 48 if enc == Q5_K else 16
+
+
+@always_inline
+def k_quants[enc: Int, c: Int](block: Bytes, qh: SIMD[DType.uint8, CHUNK]) -> SIMD[DType.uint8, CHUNK]:
+    """Sub-block c's 32 quants of a Q4_K (0..15) or Q5_K (0..31, with its bits from qh) super-block."""
+    var raw = (block + quants_at[enc]() + 32 * (c // 2)).load[width=CHUNK]()
+    var q = (raw >> UInt8(4 * (c % 2))) & 15
+    comptime if enc == Q5_K:
+        q |= ((qh >> UInt8(c)) & 1) << 4
+    return q
 
 
 def needs_shares[enc: Int]() -> Bool:
@@ -302,13 +281,23 @@ comptime Totals = Pointer[Float32, MutUntrackedOrigin]
 
 
 @always_inline
-def prefetch_ahead[MR: Int, BB: Int](step: Bytes):
-    """With several rows of x (more arithmetic per weight byte than the hardware prefetcher
-    keeps ahead of), prefetches the BB bytes PREFETCH_AHEAD past `step`."""
-    comptime if MR > 1:
-        comptime options = PrefetchOptions().for_read().high_locality()
-        comptime for line in range((BB + 63) // 64):
-            prefetch[options](step + PREFETCH_AHEAD + line * 64)
+def row_sum[W: Int, A: Int, MR: Int, m: Int](acc: StaticTuple[SIMD[DType.float32, W], A * MR]) -> Float32:
+    """The sum of row m's A accumulators, acc[a * MR + m] (the row kernels' accumulator layout)."""
+    var t = acc[m]
+    comptime for a in range(1, A):
+        t += acc[a * MR + m]
+    return t.reduce_add()
+
+
+@always_inline
+def prefetch_ahead[BB: Int](step: Bytes):
+    """Prefetches the BB bytes PREFETCH_AHEAD past `step` in the weight rows. The hardware
+    prefetcher alone falls behind with several rows of x (more arithmetic per weight byte),
+    and takes a while to start on each new stretch of rows: decode steps multiply by many
+    small weights one after another, each a fresh stream."""
+    comptime options = PrefetchOptions().for_read().high_locality()
+    comptime for line in range((BB + 63) // 64):
+        prefetch[options](step + PREFETCH_AHEAD + line * 64)
 
 
 def q8_0_row[MR: Int](w: Bytes, k: Int, xq: QBytes, xd: Floats, xc: Pointer[Int32, _], totals: Totals):
@@ -332,7 +321,7 @@ def q8_0_row[MR: Int](w: Bytes, k: Int, xq: QBytes, xd: Floats, xc: Pointer[Int3
 
     var s = 0
     while s + U <= blocks:
-        prefetch_ahead[MR, U * 34](w + s * 34)
+        prefetch_ahead[U * 34](w + s * 34)
         comptime for u in range(U):
             step[u](s + u)
         s += U
@@ -340,18 +329,18 @@ def q8_0_row[MR: Int](w: Bytes, k: Int, xq: QBytes, xd: Floats, xc: Pointer[Int3
         step[0](s)
         s += 1
     comptime for m in range(MR):
-        var t = acc[m]
-        comptime for u in range(1, U):
-            t += acc[u * MR + m]
-        totals.store(m, t.reduce_add())
-comptime SEGMENT = 32  # Q5_K super-blocks whose scales are worked out ahead of their dot products
+        totals.store(m, row_sum[8, U, MR, m](acc))
 
 
-def q5_k_row[MR: Int](w: Bytes, k: Int, xq: QBytes, xd: Floats, xs: Floats, totals: Totals):
-    """As `q8_0_row` for Q5_K: per 32-value sub-block an unsigned-by-signed int8 dot product
-    times d * scale * x's scale, less d_min * min * (x's scale * sum of its quants). The
-    scales of up to SEGMENT super-blocks are worked out first, so that the dot products
+comptime SEGMENT = 32  # K-quant super-blocks whose scales are worked out ahead of their dot products
+
+
+def k_quant_row[enc: Int, MR: Int](w: Bytes, k: Int, xq: QBytes, xd: Floats, xs: Floats, totals: Totals):
+    """As `q8_0_row` for Q4_K and Q5_K: per 32-value sub-block an unsigned-by-signed int8 dot
+    product times d * scale * x's scale, less d_min * min * (x's scale * sum of its quants).
+    The scales of up to SEGMENT super-blocks are worked out first, so that the dot products
     take each from memory."""
+    comptime BB = block_bytes[enc]()
     comptime A = 4 // MR  # accumulators per row of x, taken by sub-block in turn
     var blocks = k // 256
     var chunks = k // CHUNK
@@ -361,7 +350,7 @@ def q5_k_row[MR: Int](w: Bytes, k: Int, xq: QBytes, xd: Floats, xs: Floats, tota
     for start in range(0, blocks, SEGMENT):
         var end = min(start + SEGMENT, blocks)
         for s in range(start, end):
-            var block = w + s * 176
+            var block = w + s * BB
             var sm = k_scales_mins(block + 4)
             var scale = sm[0] * half(block)
             var mins = sm[1] * half(block + 2)
@@ -369,24 +358,18 @@ def q5_k_row[MR: Int](w: Bytes, k: Int, xq: QBytes, xd: Floats, xs: Floats, tota
                 scales.store((m * SEGMENT + s - start) * 8, scale * xd.load[width=8](m * chunks + s * 8))
                 offs[m] = mins.fma(xs.load[width=8](m * chunks + s * 8), offs[m])
         for s in range(start, end):
-            var block = w + s * 176
-            prefetch_ahead[MR, 176](block)
-            var qh = (block + 16).load[width=CHUNK]()
-            comptime for pair in range(4):
-                var raw = (block + 48 + 32 * pair).load[width=CHUNK]()
-                comptime for half_ in range(2):
-                    comptime c = 2 * pair + half_
-                    var q = ((raw >> UInt8(4 * half_)) & 15) | (((qh >> UInt8(c)) & 1) << 4)
-                    comptime for m in range(MR):
-                        var xv = (xq + m * k + s * 256 + c * CHUNK).load[width=CHUNK]()
-                        var p = dot_u8_i8(Ints(0), q, xv).cast[DType.float32]()
-                        var sx = Octet(scales.load((m * SEGMENT + s - start) * 8 + c))
-                        acc[(c % A) * MR + m] = p.fma(sx, acc[(c % A) * MR + m])
+            var block = w + s * BB
+            prefetch_ahead[BB](block)
+            var qh = (block + 16).load[width=CHUNK]()  # Q5_K's fifth bits
+            comptime for c in range(8):
+                var q = k_quants[enc, c](block, qh)
+                comptime for m in range(MR):
+                    var xv = (xq + m * k + s * 256 + c * CHUNK).load[width=CHUNK]()
+                    var p = dot_u8_i8(Ints(0), q, xv).cast[DType.float32]()
+                    var sx = Octet(scales.load((m * SEGMENT + s - start) * 8 + c))
+                    acc[(c % A) * MR + m] = p.fma(sx, acc[(c % A) * MR + m])
     comptime for m in range(MR):
-        var t = acc[m]
-        comptime for a in range(1, A):
-            t += acc[a * MR + m]
-        totals.store(m, t.reduce_add() - offs[m].reduce_add())
+        totals.store(m, row_sum[8, A, MR, m](acc) - offs[m].reduce_add())
 
 
 def q6_k_row[MR: Int](w: Bytes, k: Int, xq: QBytes, xd: Floats, xc: Pointer[Int32, _], totals: Totals):
@@ -400,7 +383,7 @@ def q6_k_row[MR: Int](w: Bytes, k: Int, xq: QBytes, xd: Floats, xc: Pointer[Int3
     var acc = StaticTuple[Octet, A * MR](fill=Octet(0))
     for s in range(blocks):
         var block = w + s * 210
-        prefetch_ahead[MR, 210](block)
+        prefetch_ahead[210](block)
         var scales = (block + 192).bitcast[Int8]().load[width=16]().cast[DType.float32]() * half(block + 208)
         comptime for h in range(2):
             var qh = (block + 128 + 32 * h).load[width=CHUNK]()
@@ -416,10 +399,7 @@ def q6_k_row[MR: Int](w: Bytes, k: Int, xq: QBytes, xd: Floats, xc: Pointer[Int3
                     var p = dot_u8_i8(offset, q, xv).cast[DType.float32]()
                     acc[(c % A) * MR + m] = p.fma(halves * xd.load(b), acc[(c % A) * MR + m])
     comptime for m in range(MR):
-        var t = acc[m]
-        comptime for a in range(1, A):
-            t += acc[a * MR + m]
-        totals.store(m, t.reduce_add())
+        totals.store(m, row_sum[8, A, MR, m](acc))
 
 
 def half_row[enc: Int, MR: Int](w: Bytes, k: Int, x: Floats, totals: Totals):
@@ -430,7 +410,7 @@ def half_row[enc: Int, MR: Int](w: Bytes, k: Int, x: Floats, totals: Totals):
     var acc = StaticTuple[Chunk, U * MR](fill=Chunk(0))
     var s = 0
     while s + U <= chunks:
-        prefetch_ahead[MR, U * 64](w + s * 64)
+        prefetch_ahead[U * 64](w + s * 64)
         comptime for u in range(U):
             var wv = decode_chunk[enc](w, s + u)
             comptime for m in range(MR):
@@ -442,32 +422,22 @@ def half_row[enc: Int, MR: Int](w: Bytes, k: Int, x: Floats, totals: Totals):
             acc[m] = wv.fma(x.load[width=CHUNK](m * k + s * CHUNK), acc[m])
         s += 1
     comptime for m in range(MR):
-        var t = acc[m]
-        comptime for u in range(1, U):
-            t += acc[u * MR + m]
-        totals.store(m, t.reduce_add() + tail_dot[enc](w, x + m * k, chunks, k))
+        totals.store(m, row_sum[CHUNK, U, MR, m](acc) + tail_dot[enc](w, x + m * k, chunks, k))
 
 
-def float_row[enc: Int, MR: Int](w: Bytes, k: Int, x: Floats, xs: Floats, totals: Totals):
-    """As `q8_0_row` for Q4_0, Q4_K and Q6_K, decoded to float32 (`block_dot`)."""
-    comptime BV = block_values[enc]()
-    comptime BB = block_bytes[enc]()
-    comptime CHUNKS = BV // CHUNK
-    var blocks = k // BV
-    var chunks = k // CHUNK
+def q4_0_row[MR: Int](w: Bytes, k: Int, x: Floats, totals: Totals):
+    """As `q8_0_row` for Q4_0, decoded to float32 (`q4_0_block_dot`)."""
+    var blocks = k // CHUNK
     var acc = StaticTuple[Lanes, MR](fill=Lanes(0))
-    var offs = StaticTuple[SIMD[DType.float32, 8], MR](fill=SIMD[DType.float32, 8](0))
     for s in range(blocks):
-        var block = w + s * BB
-        prefetch_ahead[MR, BB](block)
+        var block = w + s * 18
+        prefetch_ahead[18](block)
         comptime for m in range(MR):
             var a = acc[m]
-            var o = offs[m]
-            block_dot[enc](block, x + m * k + s * BV, xs + m * chunks + s * CHUNKS, a, o)
+            q4_0_block_dot(block, x + m * k + s * CHUNK, a)
             acc[m] = a
-            offs[m] = o
     comptime for m in range(MR):
-        totals.store(m, acc[m].reduce_add() - offs[m].reduce_add())
+        totals.store(m, acc[m].reduce_add())
 
 
 def row_dot[enc: Int, MR: Int](
@@ -477,14 +447,14 @@ def row_dot[enc: Int, MR: Int](
     sums xs and shares xc all start at that row)."""
     comptime if enc == Q8_0:
         q8_0_row[MR](w, k, xq, xd, xc, totals)
-    elif enc == Q5_K:
-        q5_k_row[MR](w, k, xq, xd, xs, totals)
+    elif has_mins[enc]():
+        k_quant_row[enc, MR](w, k, xq, xd, xs, totals)
     elif enc == Q6_K:
         q6_k_row[MR](w, k, xq, xd, xc, totals)
     elif enc == BF16 or enc == F16:
         half_row[enc, MR](w, k, x, totals)
     else:
-        float_row[enc, MR](w, k, x, xs, totals)
+        q4_0_row[MR](w, k, x, totals)
 
 
 # --- many rows of x (prefill): a panel of weight rows against 16 rows of x per vector -----------
@@ -499,8 +469,8 @@ comptime MutFloats = Pointer[Float32, MutUntrackedOrigin]
 
 def tiled[enc: Int]() -> Bool:
     """Whether `enc` has the many-rows path (its integer dot products need 512-bit VNNI)."""
-    comptime if enc == Q8_0 or enc == Q5_K:
-        return VNNI
+    comptime if integer_dots[enc]() and enc != Q6_K:
+        return WIDE_VNNI
     return enc == BF16 or enc == F16
 
 
@@ -534,8 +504,8 @@ def tile_quantized[enc: Int](
 ):
     """x quantized by `quantize_rows`, 16 rows to a tile, in the lanes the tile kernels read:
     per tile and 4 columns, each row's 4 quants (`xt`); per tile and block of 32, each row's
-    scale (`xdt`) and, for Q5_K, its scale times the sum of its quants (`xst`), for Q8_0,
-    -128 times the sum of its quants (`xct`). Rows past the last are zero."""
+    scale (`xdt`) and, for Q4_K/Q5_K, its scale times the sum of its quants (`xst`), for
+    Q8_0, -128 times the sum of its quants (`xct`). Rows past the last are zero."""
     var chunks = k // CHUNK
     var tiles = (rows + LANES - 1) // LANES
     for t in range(tiles):
@@ -547,7 +517,7 @@ def tile_quantized[enc: Int](
                 var at = (t * chunks + c) * LANES + l
                 var q = (xq + m * k + c * CHUNK).load[width=CHUNK]() if live else Quants(0)
                 xdt.store(at, xd.load(m * chunks + c) if live else 0)
-                comptime if enc == Q5_K:
+                comptime if has_mins[enc]():
                     xst.store(at, sums.load(m * chunks + c) if live else 0)
                 else:
                     xct.store(at, -128 * q.cast[DType.int32]().reduce_add())
@@ -571,10 +541,10 @@ def pack_panel[enc: Int](
     wq: Pointer[UInt8, MutUntrackedOrigin], wf: MutFloats, ws: MutFloats, wm: MutFloats,
 ):
     """The `count` weight rows at w as the tile kernels read them, panel_rows[enc]() rows
-    (the last one repeated past `count`): Q8_0 and Q5_K as one unsigned byte per value
-    (`wq`, row after row; Q8_0's quant + 128, Q5_K's 5-bit quant) with, per block of 32
-    and row, the scale (`ws`: Q8_0's d, Q5_K's d * scale) and Q5_K's -d_min * min (`wm`);
-    bf16/f16 as float32 (`wf`, row after row)."""
+    (the last one repeated past `count`): Q8_0, Q4_K and Q5_K as one unsigned byte per value
+    (`wq`, row after row; Q8_0's quant + 128, the K-quants' 4- or 5-bit quant) with, per
+    block of 32 and row, the scale (`ws`: Q8_0's d, the K-quants' d * scale) and the
+    K-quants' -d_min * min (`wm`); bf16/f16 as float32 (`wf`, row after row)."""
     comptime R = panel_rows[enc]()
     var chunks = k // CHUNK
     for r in range(R):
@@ -584,17 +554,15 @@ def pack_panel[enc: Int](
                 var block = row + s * 34
                 wq.store(r * k + s * CHUNK, (block + 2).load[width=CHUNK]() ^ 128)
                 ws.store(s * R + r, half(block))
-        elif enc == Q5_K:
+        elif has_mins[enc]():
             for s in range(k // 256):
-                var block = row + s * 176
+                var block = row + s * block_bytes[enc]()
                 var sm = k_scales_mins(block + 4)
                 var scale = sm[0] * half(block)
                 var mins = sm[1] * half(block + 2)
                 var qh = (block + 16).load[width=CHUNK]()
                 comptime for c in range(8):
-                    var raw = (block + 48 + 32 * (c // 2)).load[width=CHUNK]()
-                    var q = ((raw >> UInt8(4 * (c % 2))) & 15) | (((qh >> UInt8(c)) & 1) << 4)
-                    wq.store(r * k + s * 256 + c * CHUNK, q)
+                    wq.store(r * k + s * 256 + c * CHUNK, k_quants[enc, c](block, qh))
                     ws.store((s * 8 + c) * R + r, scale[c])
                     wm.store((s * 8 + c) * R + r, -mins[c])
         else:
@@ -618,7 +586,7 @@ def int_tile[enc: Int, XZ: Int](
 ):
     """res[(r * XZ + z) * 16 + l] = panel row r . row l of tile z (the XZ tiles from xt on,
     with their scales and sums from xdt, xst, xct): per block of 32 an integer dot product
-    per lane, then scaled in float32 as `q8_0_row` and `q5_k_row` do."""
+    per lane, then scaled in float32 as `q8_0_row` and `k_quant_row` do."""
     comptime R = panel_rows[enc]()
     var chunks = k // CHUNK
     var acc = StaticTuple[Wide, R * XZ](fill=Wide(0))
@@ -677,8 +645,9 @@ def tiled_dot[
     bias: InputTensor[dtype = DType.float32, rank=2, ...],
 ):
     """`qrow_dot` for many rows of x. x is laid out in tiles of 16 rows (quantized first for
-    Q8_0/Q5_K); the cores take (group of tiles, run of panels) from a shared counter, pack
-    each panel of weight rows once and multiply it by every tile of the group, two at a time."""
+    the integer encodings); the cores take (group of tiles, run of panels) from a shared
+    counter, pack each panel of weight rows once and multiply it by every tile of the group,
+    two at a time."""
     comptime R = panel_rows[enc]()
     comptime INTS = integer_dots[enc]()
     var rows = x.dim_size(0)
@@ -697,7 +666,7 @@ def tiled_dot[
     var xt = alloc[Int8](tiles * LANES * k if INTS else 1)
     var xft = alloc[Float32](1 if INTS else tiles * LANES * k)
     var xdt = alloc[Float32](tiles * chunks * LANES + 1)
-    var xst = alloc[Float32](tiles * chunks * LANES if enc == Q5_K else 1)
+    var xst = alloc[Float32](tiles * chunks * LANES if has_mins[enc]() else 1)
     var xct = alloc[Int32](tiles * chunks * LANES if enc == Q8_0 else 1)
     comptime if INTS:
         quantize_rows[False](xp, rows, k, xq, xd, sums, xct)
@@ -708,7 +677,7 @@ def tiled_dot[
     var groups = (tiles + group - 1) // group
     var panels = (n + R - 1) // R
     var workers = num_physical_cores()
-    var run = max(1, panels // (workers * BLOCKS_PER_CORE))  # panels per work item
+    var run = max(1, panels // (workers * RUNS_PER_CORE))  # panels per work item
     var runs = (panels + run - 1) // run
     var next_item = alloc[Int64](1)
     next_item[0] = 0
@@ -805,8 +774,6 @@ def qrow_dot[
     var sums = alloc[Float32](rows * chunks + 1)
     comptime if integer_dots[enc]():
         quantize_rows[needs_shares[enc]()](xp, rows, k, xq, xd, sums, xc)
-    elif enc == Q4_K:
-        chunk_sums(xp, sums, rows, k)
     var workers = num_physical_cores()
     var block = (n + workers * BLOCKS_PER_CORE - 1) // (workers * BLOCKS_PER_CORE)
     var blocks = (n + block - 1) // block
