@@ -22,9 +22,11 @@ import extensibility
 from extensibility import InputTensor, OutputTensor
 from max.algorithm import sync_parallelize
 from std.math import exp, tanh
+from std.sys import num_physical_cores
 
 comptime WIDTH = 16  # float32 lanes
 comptime SKIP_BELOW: Float32 = -1e20  # exp(mask + score - max) is exactly 0 below this
+comptime SERIAL_BELOW = 32 * 1024  # cached keys (values) per call under which one core does it all
 
 
 @extensibility.register("zoo_decode_attention")
@@ -171,4 +173,16 @@ struct DecodeAttention:
                 out.store(d, out.load(d) * inverse)
             scores.free()
 
-        sync_parallelize(work, tasks)
+        # The (row, head) tasks go to the cores in contiguous runs, one run each; a small
+        # cache is read by the calling core alone (starting threads would cost more).
+        var workers = 1 if q.dim_size(0) * kv_heads * past * dim < SERIAL_BELOW else min(tasks, num_physical_cores())
+        var per = (tasks + workers - 1) // workers
+
+        def run(worker: Int) {var tasks, var per, var work}:
+            for task in range(worker * per, min(tasks, (worker + 1) * per)):
+                work(task)
+
+        if workers == 1:
+            run(0)
+        else:
+            sync_parallelize(run, workers)
