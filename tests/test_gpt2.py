@@ -102,8 +102,9 @@ def test_extend_in_chunks_matches_transformers(gpt2_pair):
 
 @pytest.mark.parametrize("dtype_name", ["float32", "bfloat16"])
 def test_cache_write_moves_new_keys_and_values_into_the_cache_layouts(dtype_name):
-    """The graph returns each call's keys and values as (B, S, Hkv, D); the cache keeps keys
-    transposed, (B, Hkv, D, capacity), and values (B, Hkv, capacity, D), filled in order."""
+    """The graph returns each call's keys and values stacked over the layers, (layers, B, S,
+    Hkv, D); the cache keeps each layer's keys transposed, (B, Hkv, D, capacity), and values
+    (B, Hkv, capacity, D), filled in order: all rows together, or each row its own count."""
     from types import SimpleNamespace
 
     import torch
@@ -112,28 +113,30 @@ def test_cache_write_moves_new_keys_and_values_into_the_cache_layouts(dtype_name
     from zoo.core.runtime.kvcache import KVCache
 
     config = SimpleNamespace(n_layers=2, n_kv_heads=3, head_dim=4)
-    cache = KVCache(config, getattr(DType, dtype_name), batch=2, capacity=6)
+    cache = KVCache(config, getattr(DType, dtype_name), batch=2, capacity=7)
     rng = np.random.default_rng(0)
     written = []
-    for seqlen in (3, 1):
-        new = [rng.standard_normal((2, seqlen, 3, 4)).astype(np.float32) for _ in range(2 * config.n_layers)]
+    for seqlen, counts in ((3, None), (1, None), (2, np.array([2, 1]))):
+        new = [rng.standard_normal((config.n_layers, 2, seqlen, 3, 4)).astype(np.float32) for _ in range(2)]
         start = cache.filled
         positions = np.tile(np.arange(start, start + seqlen), (2, 1))
         converted = new if dtype_name == "float32" else [torch.from_numpy(t).to(torch.bfloat16) for t in new]
-        cache.write(converted, positions, np.ones((2, seqlen), dtype=bool))
+        cache.write(*converted, positions, np.ones((2, seqlen), dtype=bool), counts)
         written.append(new)
-    assert cache.filled == 4
-    np.testing.assert_array_equal(cache.positions[:, :4], np.tile(np.arange(4), (2, 1)))
-    assert cache.valid[:, :4].all() and not cache.valid[:, 4:].any()
+    assert cache.lengths.tolist() == [6, 5]
+    np.testing.assert_array_equal(cache.positions[0, :6], np.arange(6))
+    np.testing.assert_array_equal(cache.positions[1, :5], np.arange(5))
+    assert cache.valid[0, :6].all() and cache.valid[1, :5].all() and not cache.valid[0, 6:].any() and not cache.valid[1, 5:].any()
+    atol = 0 if dtype_name == "float32" else 2e-2
     for layer in range(config.n_layers):
-        keys = np.concatenate([step[2 * layer] for step in written], axis=1)  # (B, 4, Hkv, D)
-        values = np.concatenate([step[2 * layer + 1] for step in written], axis=1)
         stored_k = cache.keys[layer].float().numpy()
         stored_v = cache.values[layer].float().numpy()
-        atol = 0 if dtype_name == "float32" else 2e-2
-        np.testing.assert_allclose(stored_k[..., :4], keys.transpose(0, 2, 3, 1), atol=atol, rtol=atol)
-        np.testing.assert_allclose(stored_v[:, :, :4], values.transpose(0, 2, 1, 3), atol=atol, rtol=atol)
-        assert not stored_k[..., 4:].any() and not stored_v[:, :, 4:].any()
+        for row, filled in ((0, 6), (1, 5)):
+            keys = np.concatenate([step[0][layer, row] for step in written], axis=0)[:filled]  # (filled, Hkv, D)
+            values = np.concatenate([step[1][layer, row] for step in written], axis=0)[:filled]
+            np.testing.assert_allclose(stored_k[row, ..., :filled], keys.transpose(1, 2, 0), atol=atol, rtol=atol)
+            np.testing.assert_allclose(stored_v[row, :, :filled], values.transpose(1, 0, 2), atol=atol, rtol=atol)
+            assert not stored_k[row, ..., filled:].any() and not stored_v[row, :, filled:].any()
 
 
 def test_batch_of_different_lengths_equals_one_at_a_time(gpt2_pair):

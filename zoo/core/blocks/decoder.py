@@ -84,8 +84,9 @@ class DecoderLM(Module):
     when some layer is a sliding-window layer: `sliding[i]` says which) and
     returns the float32 logits (B, R, V) of the positions `rows` (B, R) selects
     (flat indices into batch x seqlen; generation asks for each row's last
-    position, evaluation for all of them), followed by this call's new
-    keys/values in the same order (the engine writes them into its cache).
+    position, evaluation for all of them), followed by this call's new keys and
+    new values, each stacked over the layers, (layers, B, seqlen, Hkv, D): two
+    outputs for the engine to write into its cache, whatever the depth.
     """
 
     def __init__(
@@ -125,11 +126,13 @@ class DecoderLM(Module):
             x = x * self.embedding_multiplier
         if self.learned_positions is not None:
             x = x + self.learned_positions(positions)
-        new_cache: list[Tensor] = []
+        new_keys: list[Tensor] = []
+        new_values: list[Tensor] = []
         for i, block in enumerate(self.layers):
             layer_mask = masks[1] if self.sliding[i] else masks[0]
             x, k, v = block(x, positions, layer_mask, cache[2 * i], cache[2 * i + 1])
-            new_cache += [k, v]
+            new_keys.append(k)
+            new_values.append(v)
         batch, seqlen, hidden = x.shape
         if seqlen == 1:  # the decode graph: one position per row, nothing to select
             last = self.final_norm(x)
@@ -145,7 +148,7 @@ class DecoderLM(Module):
             logits = logits * self.logits_multiplier
         if self.final_softcap is not None:
             logits = F.tanh(logits / self.final_softcap) * self.final_softcap
-        return (logits, *new_cache)
+        return logits, F.stack(new_keys, axis=0), F.stack(new_values, axis=0)
 
 
 def build_decoder(config: DecoderConfig, *, grouped_moe: bool | None = None) -> DecoderLM:

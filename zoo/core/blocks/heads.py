@@ -67,14 +67,14 @@ class CompiledHead:
 
 class NextTokenHead(Module):
     """The greedy token after each row's last selected position, the selected positions'
-    float32 logits (B, R, V), and this call's keys and values."""
+    float32 logits (B, R, V), and this call's keys and values (each stacked over the layers)."""
 
     def __init__(self, model: DecoderLM) -> None:
         self.model = model
 
     def forward(self, tokens: Tensor, positions: Tensor, rows: Tensor, *rest: Tensor) -> tuple[Tensor, ...]:
-        logits, *new_cache = self.model(tokens, positions, rows, *rest)
-        return (F.argmax(logits[:, -1, :], axis=-1), logits, *new_cache)
+        logits, new_keys, new_values = self.model(tokens, positions, rows, *rest)
+        return F.argmax(logits[:, -1, :], axis=-1), logits, new_keys, new_values
 
 
 def input_types(config: ModelConfig, dtype: DType, device: DeviceRef, seqlen: int | str = "seqlen") -> list[TensorType]:

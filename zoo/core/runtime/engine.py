@@ -135,8 +135,8 @@ class Engine:
             rows = np.arange(batch, dtype=np.int64)[:, None] * seqlen + (seqlen - 1)
         masks = attention_masks(self.config, cache, positions, valid)
         inputs = [to_buffer(a, device) for a in (tokens, positions, rows, *masks)]
-        greedy, logits, *new = self.model.graph.run(*inputs, *self._past(cache))
-        cache.write([_to_host(t) for t in new], positions, valid, counts, tokens if counts is None else None)
+        greedy, logits, new_keys, new_values = self.model.graph.run(*inputs, *self._past(cache))
+        cache.write(_to_host(new_keys), _to_host(new_values), positions, valid, counts, tokens if counts is None else None)
         return _to_host(greedy).to_numpy().reshape(-1), _to_host(logits).to_numpy()
 
     def score(self, tokens: Sequence[int]) -> np.ndarray:

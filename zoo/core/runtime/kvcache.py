@@ -18,7 +18,10 @@ class KVCache:
     """Keys (B, Hkv, D, capacity) and values (B, Hkv, capacity, D) per layer, on the host.
 
     Held as torch tensors (torch has bfloat16) and handed to MAX through
-    DLPack, which on the CPU shares the memory instead of copying it. Each
+    DLPack, which on the CPU shares the memory instead of copying it. The
+    layers are slices of one tensor for keys (layers, B, Hkv, D, capacity) and
+    one for values, so a step's new keys and values, which the graph returns
+    stacked over the layers, go in with one copy each. Each
     slot also records its token's position and whether it holds a real token
     (not padding), from which the engine builds the attention masks. Each row
     fills its own columns in order (`lengths`); a generation batch fills all
@@ -32,19 +35,21 @@ class KVCache:
 
         torch_dtype = torch_dtype_for(dtype)
         heads, dim = config.n_kv_heads, config.head_dim
-        self.keys = [_zeros((batch, heads, dim, capacity), torch_dtype) for _ in range(config.n_layers)]
-        self.values = [_zeros((batch, heads, capacity, dim), torch_dtype) for _ in range(config.n_layers)]
+        self.all_keys = _zeros((config.n_layers, batch, heads, dim, capacity), torch_dtype)
+        self.all_values = _zeros((config.n_layers, batch, heads, capacity, dim), torch_dtype)
+        self.keys = list(self.all_keys.unbind(0))
+        self.values = list(self.all_values.unbind(0))
         self.batch = batch
         self.capacity = capacity
         self.lengths = np.zeros(batch, dtype=np.int64)  # columns written, per row
         self.positions = np.zeros((batch, capacity), dtype=np.int64)
         self.valid = np.zeros((batch, capacity), dtype=bool)
         self.tokens = np.zeros((batch, capacity), dtype=np.int64)
-        # float32 caches are also seen as numpy arrays (same memory): a decode step makes
-        # 2 x layers tiny copies, and numpy's per-call cost is a fraction of torch's.
+        # float32 caches are also seen as numpy arrays (same memory): a decode step's copies
+        # are tiny, and numpy's per-call cost is a fraction of torch's.
         self._numpy = None
         if torch_dtype == torch.float32:
-            self._numpy = ([t.numpy() for t in self.keys], [t.numpy() for t in self.values])
+            self._numpy = (self.all_keys.numpy(), self.all_values.numpy())
         self._placeholder: list[Any] | None = None
         self.views: list[Any] | None = None  # MAX buffers sharing this memory (host only; see Engine)
 
@@ -62,6 +67,8 @@ class KVCache:
         """Rows [start, stop) as a cache of their own that shares this one's memory
         (keys, values, positions, validity and lengths): writes through either show in both."""
         view = copy.copy(self)
+        view.all_keys = self.all_keys[:, start:stop]
+        view.all_values = self.all_values[:, start:stop]
         view.keys = [t[start:stop] for t in self.keys]
         view.values = [t[start:stop] for t in self.values]
         view.batch = stop - start
@@ -70,7 +77,7 @@ class KVCache:
         view.valid = self.valid[start:stop]
         view.tokens = self.tokens[start:stop]
         if self._numpy is not None:
-            view._numpy = ([a[start:stop] for a in self._numpy[0]], [a[start:stop] for a in self._numpy[1]])
+            view._numpy = (self._numpy[0][:, start:stop], self._numpy[1][:, start:stop])
         view._placeholder = None
         view.views = None
         return view
@@ -97,11 +104,11 @@ class KVCache:
         """Writes every page of the keys and values now, so that the memory is taken at once
         rather than as columns fill (a pool allocated once should not grow as it is used)."""
         if self._numpy is not None:
-            for array in (*self._numpy[0], *self._numpy[1]):
+            for array in self._numpy:
                 array.fill(0)
             return
-        for tensor in (*self.keys, *self.values):
-            tensor.zero_()
+        self.all_keys.zero_()
+        self.all_values.zero_()
 
     def clear(self, row: int) -> None:
         """Forgets what `row` holds (its columns count as unwritten again)."""
@@ -111,23 +118,23 @@ class KVCache:
     def copy_row(self, source: int, target: int) -> None:
         """Moves what row `source` holds into row `target` (written columns only)."""
         end = int(self.lengths[source])
-        keys_list, values_list = self._numpy if self._numpy is not None else (self.keys, self.values)
-        for keys, values in zip(keys_list, values_list):
-            keys[target, ..., :end] = keys[source, ..., :end]
-            values[target, :, :end] = values[source, :, :end]
+        keys, values = self._numpy if self._numpy is not None else (self.all_keys, self.all_values)
+        keys[:, target, ..., :end] = keys[:, source, ..., :end]
+        values[:, target, :, :end] = values[:, source, :, :end]
         self.positions[target] = self.positions[source]
         self.valid[target] = self.valid[source]
         self.lengths[target] = end
 
     def write(
         self,
-        new: Sequence[Any],
+        new_keys: Any,
+        new_values: Any,
         positions: np.ndarray,
         valid: np.ndarray,
         counts: np.ndarray | None = None,
         tokens: np.ndarray | None = None,
     ) -> None:
-        """Stores the graph's new k0, v0, k1, v1, ..., each (B, S, Hkv, D), with the tokens'
+        """Stores the graph's new keys and values, each (layers, B, S, Hkv, D), with the tokens'
         positions and validity (B, S), after each row's written columns. `counts` (B,) keeps
         only each row's first counts[b] tokens (right padding, or 0 for a row not in the
         call); by default all S. `tokens` (B, S), given when every row writes all S, are
@@ -138,13 +145,13 @@ class KVCache:
         else:
             import torch
 
-            convert, permute, keys, values = torch.from_dlpack, torch.permute, self.keys, self.values
+            convert, permute, keys, values = torch.from_dlpack, torch.permute, self.all_keys, self.all_values
+        new_k, new_v = convert(new_keys), convert(new_values)
         starts = self.lengths.copy()
         if counts is None and (batch == 1 or (starts == starts[0]).all()):
             start, end = int(starts[0]), int(starts[0]) + seqlen  # every row at the same columns
-            for layer, (k, v) in enumerate(zip(new[0::2], new[1::2])):
-                keys[layer][..., start:end] = permute(convert(k), (0, 2, 3, 1))
-                values[layer][:, :, start:end] = permute(convert(v), (0, 2, 1, 3))
+            keys[..., start:end] = permute(new_k, (0, 1, 3, 4, 2))
+            values[:, :, :, start:end] = permute(new_v, (0, 1, 3, 2, 4))
             self.positions[:, start:end] = positions
             self.valid[:, start:end] = valid
             if tokens is not None:
@@ -152,21 +159,10 @@ class KVCache:
             self.lengths[:] = end
             return
         counts = np.full(batch, seqlen, dtype=np.int64) if counts is None else np.asarray(counts, dtype=np.int64)
-        if seqlen == 1:  # one column per row, each at its own place
-            rows = np.flatnonzero(counts)
-            cols = starts[rows]
-            for layer, (k, v) in enumerate(zip(new[0::2], new[1::2])):
-                keys[layer][rows, :, :, cols] = convert(k)[rows, 0]
-                values[layer][rows, :, cols, :] = convert(v)[rows, 0]
-            self.positions[rows, cols] = positions[rows, 0]
-            self.valid[rows, cols] = valid[rows, 0]
-            self.lengths[rows] += 1
-            return
         for row in np.flatnonzero(counts):
             start, n = int(starts[row]), int(counts[row])
-            for layer, (k, v) in enumerate(zip(new[0::2], new[1::2])):
-                keys[layer][row, ..., start : start + n] = permute(convert(k)[row, :n], (1, 2, 0))
-                values[layer][row, :, start : start + n] = permute(convert(v)[row, :n], (1, 0, 2))
+            keys[:, row, ..., start : start + n] = permute(new_k[:, row, :n], (0, 2, 3, 1))
+            values[:, row, :, start : start + n] = permute(new_v[:, row, :n], (0, 2, 1, 3))
             self.positions[row, start : start + n] = positions[row, :n]
             self.valid[row, start : start + n] = valid[row, :n]
             self.lengths[row] = start + n
