@@ -102,6 +102,18 @@ def test_low_precision_tensors_keep_their_encoding(kind, encodings, tolerance):
     assert found == encodings
 
 
+def test_the_file_tokenizer_is_built_on_first_use():
+    """Loading a GGUF file leaves its tokenizer unbuilt (a served model's worker never
+    tokenizes); the first use builds it, and it encodes as the file's tokenizer does."""
+    from zoo.core.checkpoints.gguf import load
+
+    checkpoint = load(STORIES_GGUF["f32"])
+    assert checkpoint.tokenizer._built is None
+    text = "Once upon a time"
+    assert checkpoint.tokenizer.encode(text) == gguf_tokenizer(open_file(STORIES_GGUF["f32"])).encode(text)
+    assert checkpoint.tokenizer._built is not None
+
+
 def test_the_tokenizer_is_the_sentencepiece_vocabulary_with_bos():
     import sentencepiece
 

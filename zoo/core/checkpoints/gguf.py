@@ -303,6 +303,7 @@ def take_rows(value: Any, order: np.ndarray) -> Any:
 def load(path: Path, tokenizer_path: Path | None = None, registry: Registry | None = None) -> Checkpoint:
     """Reads a GGUF file into a HF-style `Checkpoint` (config, tensors by HF name, tokenizer)."""
     from .gguf_tokenizer import gguf_tokenizer
+    from .tokenizer import DeferredTokenizer
 
     file = GGUFFile(path)
     _, family = layout_of(file, registry)
@@ -312,8 +313,8 @@ def load(path: Path, tokenizer_path: Path | None = None, registry: Registry | No
         from .tokenizer import load_tokenizer
 
         tokenizer = load_tokenizer(tokenizer_path)
-    else:
-        tokenizer = gguf_tokenizer(file, family.sentencepiece_converter)
+    else:  # transformers' converters take about 1.4 s to import: only when something tokenizes
+        tokenizer = DeferredTokenizer(lambda: gguf_tokenizer(file, family.sentencepiece_converter))
     kinds = sorted({t.tensor_type.name for t in file.tensors.values()})
     extra = {"format": "gguf", "tensor_types": kinds, "tokenizer_from_file": tokenizer_path is None}
     return Checkpoint(config, tensors, tokenizer, source=str(path), extra=extra)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
@@ -31,6 +31,23 @@ class Tokenizer(Protocol):
 
     def render_chat(self, messages: Sequence[Message]) -> str:
         """The prompt for `messages` through the chat template, ready for the assistant's turn."""
+
+
+class DeferredTokenizer:
+    """A tokenizer built on its first use, by `build`: a model loaded only to run token ids
+    (a served model's worker, a benchmark) never builds it. Every attribute is the built
+    tokenizer's."""
+
+    def __init__(self, build: Callable[[], Tokenizer]) -> None:
+        self._build = build
+        self._built: Tokenizer | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if self._built is None:
+            self._built = self._build()
+        return getattr(self._built, name)
 
 
 class HFTokenizer:
