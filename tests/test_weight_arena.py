@@ -59,7 +59,7 @@ def test_a_read_only_file_mapping_is_released_and_still_reads(tmp_path):
 
 
 def test_weights_too_large_for_the_memory_stay_where_they_are(monkeypatch):
-    monkeypatch.setattr(weight_arena, "_available_bytes", lambda: 1024.0)
+    monkeypatch.setattr(weight_arena, "available_memory", lambda: 1024)
     weight = torch.ones(1000)
     assert weight_arena.gather({"w": weight})["w"] is weight
 

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import mmap
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
+
+from zoo.core.runtime.generation import available_memory
 
 HUGE_PAGE = 2 << 20
 ALIGN = 4096  # every tensor starts on its own page boundary
@@ -32,7 +33,8 @@ def gather(weights: Mapping[str, Any]) -> dict[str, Any]:
 
     sizes = {name: -(-int(w.nbytes) // ALIGN) * ALIGN for name, w in weights.items()}
     total = sum(sizes.values()) + HUGE_PAGE
-    if not hasattr(mmap, "MADV_HUGEPAGE") or total > _available_bytes() / 2:
+    available = available_memory()
+    if not hasattr(mmap, "MADV_HUGEPAGE") or (available is not None and total > available / 2):
         return dict(weights)
     region = mmap.mmap(-1, total, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
     region.madvise(mmap.MADV_HUGEPAGE)
@@ -70,13 +72,3 @@ def _drop_file_pages(array: Any) -> None:
     if last > first:
         mapping.madvise(mmap.MADV_DONTNEED, first, last - first)
 
-
-def _available_bytes() -> float:
-    """MemAvailable from /proc/meminfo; unlimited where that cannot be read."""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return float("inf")
