@@ -1,4 +1,4 @@
-"""zoo's Mojo decode kernels (row-dot matmul, one-token attention) against numpy."""
+"""zoo's Mojo kernels (row-dot matmul, one-token and prompt attention) against numpy."""
 
 from __future__ import annotations
 
@@ -126,6 +126,57 @@ def test_decode_attention_equals_numpy(batch, heads, kv_heads, dim, past, softca
     scale = 1 / np.sqrt(dim) if not softcap else 0.3
     expected = reference_attention(q, past_k, past_v, new_k, new_v, mask, scale, softcap)
     got = decode_attention(q, past_k, past_v, new_k, new_v, mask, scale, softcap)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def prompt_attention(q, past_k, past_v, new_k, new_v, mask, scale, softcap=0.0) -> np.ndarray:
+    dims = [("b", "s", "h", "d"), ("b", "kvh", "d", "p"), ("b", "kvh", "p", "d"), ("b", "kvh", "d", "s"), ("b", "s", "kvh", "d"), ("b", "s", "t"), ("two",)]
+    settings = np.array([scale, softcap], dtype=np.float32)
+    return run_op("zoo_prompt_attention", [q, past_k, past_v, new_k, new_v, mask, settings], dims, lambda d: tuple(d[0]))
+
+
+def prompt_mask(batch: int, seqlen: int, past: int, unwritten: int, padding: int, window: int | None) -> np.ndarray:
+    """The engine's kind of mask: causal over `past` cached slots (the last `unwritten` of them
+    empty) and the new tokens; row 0 left-padded by `padding` (a pad attends to itself only);
+    with `window`, each query sees only the keys less than `window` positions back."""
+    key_pos = np.arange(past + seqlen)
+    query_pos = past + np.arange(seqlen)
+    allowed = np.broadcast_to(key_pos[None, :] <= query_pos[:, None], (batch, seqlen, past + seqlen)).copy()
+    if window is not None:
+        allowed &= (query_pos[:, None] - key_pos[None, :] < window)[None]
+    allowed[:, :, past - unwritten : past] = False
+    allowed[0, :, past : past + padding] = False
+    allowed[0, np.arange(padding), past + np.arange(padding)] = True
+    return np.where(allowed, 0.0, -1e30).astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    "batch, seqlen, past, heads, kv_heads, dim, unwritten, padding, window, softcap",
+    [
+        (1, 40, 0, 12, 4, 64, 0, 0, None, 0.0),  # a first prompt: causal only
+        (2, 37, 13, 6, 2, 80, 3, 5, None, 0.0),  # chat history, unwritten slots, left padding
+        (1, 5, 40, 8, 8, 8, 0, 0, None, 0.0),  # a few new tokens after a long history, tiny heads
+        (1, 1, 7, 3, 1, 16, 0, 0, None, 0.0),  # one token, multi-query
+        (2, 50, 20, 4, 2, 96, 0, 0, 24, 1.5),  # a sliding window and Gemma 2's soft-cap
+    ],
+)
+def test_prompt_attention_equals_numpy(batch, seqlen, past, heads, kv_heads, dim, unwritten, padding, window, softcap):
+    """Every new query against the cache and the new keys, as the graph's score, mask and softmax
+    ops compute it: rows of a work item whose spans differ, key and dimension tails, GQA/MQA."""
+    rng = np.random.default_rng(batch * 1000 + seqlen + past + dim)
+    q = rng.standard_normal((batch, seqlen, heads, dim)).astype(np.float32)
+    past_k = rng.standard_normal((batch, kv_heads, dim, past)).astype(np.float32)
+    past_v = rng.standard_normal((batch, kv_heads, past, dim)).astype(np.float32)
+    new_k = rng.standard_normal((batch, kv_heads, dim, seqlen)).astype(np.float32)
+    new_v = rng.standard_normal((batch, seqlen, kv_heads, dim)).astype(np.float32)
+    mask = prompt_mask(batch, seqlen, past, unwritten, padding, window)
+    scale = 1 / np.sqrt(dim) if not softcap else 0.3
+    expected = np.zeros(q.shape)
+    for s in range(seqlen):  # each query position is a one-token attention over the keys it may see
+        keys = np.concatenate([past_k, new_k], axis=3)
+        values = np.concatenate([past_v, new_v.transpose(0, 2, 1, 3)], axis=2)
+        expected[:, s] = reference_attention(q[:, s], keys[..., :-1], values[:, :, :-1], keys[..., -1], values[:, :, -1], mask[:, s], scale, softcap)
+    got = prompt_attention(q, past_k, past_v, new_k, new_v, mask, scale, softcap)
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
 
 

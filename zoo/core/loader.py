@@ -346,7 +346,7 @@ def compile_mapped(
     per_token = quantization.bytes_per_token(held, tied=tied, itemsize=dtype.size_in_bytes)
     encodings = quantization.describe_encodings(held)
     del held
-    extensions = [kernels.package()] if encoded else []
+    extensions = [kernels.package()] if encoded or kernels.applies(device, dtype) else []
     device_ref = DeviceRef.from_device(device)
     started = time.perf_counter()
 

@@ -104,9 +104,11 @@ class Attention(Module):
             )
             return self.o_proj(out.reshape((batch, 1, heads * head_dim))), k, v
         new_k = F.permute(k, [0, 2, 3, 1])  # (B, Hkv, D, S)
-        new_v = v.transpose(1, 2)  # (B, Hkv, S, D)
-        out = grouped_attention(q.transpose(1, 2), past_k, past_v, new_k, new_v, mask, shape)
-        out = out.transpose(1, 2).reshape((batch, seqlen, heads * head_dim))
+        out = kernels.prompt_attention(q, past_k, past_v, new_k, v, mask, shape.score_scale, shape.softcap)
+        if out is None:
+            out = grouped_attention(q.transpose(1, 2), past_k, past_v, new_k, v.transpose(1, 2), mask, shape)
+            out = out.transpose(1, 2)
+        out = out.reshape((batch, seqlen, heads * head_dim))
         return self.o_proj(out), k, v
 
 

@@ -1,4 +1,4 @@
-"""Hand-written CPU kernels for the decode step, as MAX custom ops (Mojo, in `mojo/`).
+"""Hand-written CPU kernels, as MAX custom ops (Mojo, in `mojo/`).
 
 Decoding reads every weight once per token for a single row of activations,
 and MAX's CPU matmul reads weights at about 18 GB/s on this kind of machine
@@ -7,7 +7,9 @@ of x by streaming w's rows once, spread over the cores; `zoo_decode_attention`
 does one new token's attention over its cache in a single op. Only the
 one-token decode graph uses them: `decode_kernels()` is active while that
 graph is traced. Prefill keeps MAX's matmul, which is far better for many
-rows, and so do non-float32 weights and accelerators.
+rows, and so do non-float32 weights and accelerators; its attention is
+`zoo_prompt_attention` (`mojo/prompt_attention.mojo`), which scores only the
+keys a causal mask leaves visible and never builds the score matrix in memory.
 
 Weights kept in a GGML block encoding or bfloat16 (`QuantizedWeight`) enter
 the graph as their raw uint8 rows (`encoding` names the format), and every CPU
@@ -31,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 SOURCE = Path(__file__).parent / "mojo"
-SWITCH = "ZOO_DECODE_KERNEL"  # set to 0 to decode with MAX's matmul (one graph per model)
+SWITCH = "ZOO_KERNELS"  # set to 0 for MAX's own ops in float32 graphs (one graph per model)
 _ACTIVE: ContextVar[bool] = ContextVar("zoo_decode_kernels", default=False)
 
 
@@ -92,7 +94,8 @@ def decode_kernels() -> Iterator[None]:
 
 
 def applies(device: Any, dtype: Any) -> bool:
-    """Whether models on `device` in `dtype` get the one-token decode graph with this kernel."""
+    """Whether models on `device` in `dtype` take these kernels: the one-token decode graph
+    and, in the prompt graph, `zoo_prompt_attention`."""
     from max.dtype import DType
 
     return device.is_host and dtype == DType.float32 and os.environ.get(SWITCH, "1") != "0"
@@ -101,6 +104,11 @@ def applies(device: Any, dtype: Any) -> bool:
 def _on(x: Any) -> bool:
     """Whether `x` is traced into a decode graph that takes these kernels."""
     return _ACTIVE.get() and _on_host(x)
+
+
+def _in_float32_graph(x: Any) -> bool:
+    """Whether `x` is traced into a float32 CPU graph that takes these kernels."""
+    return _on_host(x) and os.environ.get(SWITCH, "1") != "0"
 
 
 def _on_host(x: Any) -> bool:
@@ -236,3 +244,28 @@ def decode_attention(
     out_type = TensorType(DType.float32, (batch, heads, dim), device=DeviceRef.from_device(q.device))
     (out,) = F.custom("zoo_decode_attention", q.device, inputs, [out_type])
     return out.reshape((batch, heads, 1, dim))
+
+
+def prompt_attention(
+    q: Any, past_k: Any, past_v: Any, new_k: Any, new_v: Any, mask: Any, scale: float, softcap: float | None = None
+) -> Any | None:
+    """The new tokens' attention over the cache and each other through `zoo_prompt_attention`,
+    or None where the kernel does not apply (other dtypes, accelerators).
+
+    q (B, S, H, D); keys transposed, past_k (B, Hkv, D, P) and new_k (B, Hkv, D, S);
+    past_v (B, Hkv, P, D); new_v (B, S, Hkv, D); mask (B, 1, S, P + S), additive.
+    Scores are scaled and soft-capped as in `decode_attention`. Returns (B, S, H, D).
+    """
+    if not (_in_float32_graph(q) and past_k.dtype == q.dtype):
+        return None
+    import numpy as np
+    from max.dtype import DType
+    from max.experimental import functional as F
+    from max.graph import DeviceRef, TensorType
+
+    batch, seqlen = q.shape[0], q.shape[1]
+    settings = F.constant(np.array([scale, softcap or 0.0], dtype=np.float32), DType.float32, q.device)
+    inputs = [q, past_k, past_v, new_k, new_v, mask.reshape((batch, seqlen, mask.shape[-1])), settings]
+    out_type = TensorType(DType.float32, list(q.shape), device=DeviceRef.from_device(q.device))
+    (out,) = F.custom("zoo_prompt_attention", q.device, inputs, [out_type])
+    return out
