@@ -10,7 +10,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from quant_fixtures import ALL_ENCODINGS, INTEGER_DOT_ENCODINGS, quantized_activations, random_encoded
+from quant_fixtures import (
+    ALL_ENCODINGS,
+    INTEGER_DOT_ENCODINGS,
+    bf16_pair_dots,
+    bf16_rounded,
+    quantized_activations,
+    random_encoded,
+)
 from zoo.core.blocks import kernels
 from zoo.core.checkpoints.quantized import ENCODINGS, QuantizedWeight
 
@@ -19,7 +26,8 @@ from zoo.core.checkpoints.quantized import ENCODINGS, QuantizedWeight
 # one and several blocks (Q8_0 rows of one x row are read 4 blocks at a time, with a remainder;
 # Q5_K rows in segments of 32 super-blocks); from 6 rows (16 for bf16/f16), x in tiles of 16 rows
 # against panels of weight rows: a partial tile, an odd tile count, weight rows past the last full panel, and x
-# cut into groups of tiles (a group holds about 256 KiB of x, here 14 tiles of 1056 columns).
+# cut into groups of tiles (a group holds about 256 KiB of x, here 14 tiles of 1056 columns);
+# bf16 tiles of an even column count in pairs of columns (AVX512-BF16), of an odd one in float32.
 CASES = [(1, 7, 3, 5), (3, 13, 2, 0), (2, 4, 1, 17), (1, 130, 4, 31), (7, 9, 5, 3), (1, 5, 9, 40), (2, 3, 33, 1)]
 CASES += [(6, 5, 2, 7), (16, 13, 1, 40), (37, 15, 9, 3), (64, 26, 1, 0), (260, 3, 33, 1)]
 
@@ -96,9 +104,11 @@ def test_row_dot_equals_numpy(results, case, encoding):
     """x @ w.T on the decoded weights, in float32 arithmetic; + bias; + tanh-GELU. For the
     integer encodings (Q8_0, Q4_K, Q5_K, Q6_K), x is first quantized to 8 bits per block of 32
     (as llama.cpp does), the rest is exact integer dot products scaled in float32: the same
-    tolerance holds."""
+    tolerance holds. So for bf16 tiles on a CPU with AVX512-BF16, with x rounded to bf16."""
     x, weight, bias, (plain, biased, gelu, _) = results[case, encoding]
     xs = quantized_activations(x) if encoding in INTEGER_DOT_ENCODINGS else x.astype(np.float64)
+    if encoding == "bf16" and x.shape[0] >= 16 and x.shape[1] % 2 == 0 and bf16_pair_dots():
+        xs = bf16_rounded(x)
     expected = xs @ weight.dequantize().T.astype(np.float64)
     scale = max(1.0, float(np.abs(expected).max()))
     np.testing.assert_allclose(plain, expected, rtol=0, atol=2e-6 * scale)

@@ -26,7 +26,9 @@ NumPy code, llama.cpp's `dequantize_row_*`).
   the integer dot products, float32 for bf16/f16) and multiplied by every
   tile of x, one weight value broadcast against 16 rows of x per instruction
   (512-bit vpdpbusd; FMA), with the same integer products and per-block
-  scaling as the row path.
+  scaling as the row path. Where the CPU has AVX512-BF16, bf16 rows of an even
+  length are multiplied as llama.cpp does: x rounded to bf16, two products per
+  float32 lane summed by one vdpbf16ps, each weight pair read as stored.
 - `zoo_dequantize`: the float32 (n, cols) values, for the embedding rows a
   step looks up.
 
@@ -636,8 +638,57 @@ def float_tile[enc: Int, XZ: Int](wf: Floats, k: Int, xt: Floats, res: MutFloats
         res.store(a * LANES, acc[a])
 
 
+comptime BF16_DOTS = CompilationTarget._has_feature["avx512bf16"]()  # 512-bit vdpbf16ps
+comptime Pairs = SIMD[DType.bfloat16, 2 * LANES]
+
+
+def tile_pairs(x: Floats, rows: Int, k: Int, xt: Pointer[BFloat16, MutUntrackedOrigin]):
+    """x rounded to bfloat16 (to nearest, ties to even), 16 rows to a tile: per tile and pair of
+    columns, each row's two values side by side (zero past the last row). k is even."""
+    var tiles = (rows + LANES - 1) // LANES
+    var pairs = k // 2
+    var words = xt.bitcast[UInt32]()
+    for t in range(tiles):
+        for l in range(LANES):
+            var m = t * LANES + l
+            var i = 0
+            while i + CHUNK <= k:
+                var v = x.load[width=CHUNK](m * k + i) if m < rows else Chunk(0)
+                var packed = bitcast[DType.uint32, CHUNK // 2](v.cast[DType.bfloat16]())
+                comptime for p in range(CHUNK // 2):
+                    words.store((t * pairs + i // 2 + p) * LANES + l, packed[p])
+                i += CHUNK
+            while i < k:
+                var v = SIMD[DType.float32, 2](x.load(m * k + i), x.load(m * k + i + 1)) if m < rows else SIMD[DType.float32, 2](0)
+                words.store((t * pairs + i // 2) * LANES + l, bitcast[DType.uint32, 1](v.cast[DType.bfloat16]())[0])
+                i += 2
+
+
+def pair_tile[XZ: Int](w: Bytes, row_bytes: Int, count: Int, k: Int, xt: Pointer[BFloat16, _], res: MutFloats):
+    """res[(r * XZ + z) * 16 + l] = bf16 weight row r of the panel at w (the last of its `count`
+    rows repeated) . row l of tile z (the XZ pair tiles from xt on): per pair of columns, one
+    vdpbf16ps of the pair broadcast against the 16 rows' pairs, summed in float32."""
+    comptime R = panel_rows[BF16]()
+    var pairs = k // 2
+    var at = StaticTuple[Int, R]()
+    comptime for r in range(R):
+        at[r] = min(r, count - 1) * row_bytes
+    var acc = StaticTuple[Wide, R * XZ](fill=Wide(0))
+    for p in range(pairs):
+        var xv = StaticTuple[Pairs, XZ]()
+        comptime for z in range(XZ):
+            xv[z] = (xt + (z * pairs + p) * 2 * LANES).load[width=2 * LANES]()
+        comptime for r in range(R):
+            var word = (w + at[r] + 4 * p).bitcast[UInt32]().load()
+            var wv = bitcast[DType.bfloat16, 2 * LANES](SIMD[DType.uint32, LANES](word))
+            comptime for z in range(XZ):
+                acc[r * XZ + z] = llvm_intrinsic["llvm.x86.avx512bf16.dpbf16ps.512", Wide](acc[r * XZ + z], wv, xv[z])
+    comptime for a in range(R * XZ):
+        res.store(a * LANES, acc[a])
+
+
 def tiled_dot[
-    enc: Int, with_bias: Bool, activation: Int
+    enc: Int, with_bias: Bool, activation: Int, pairs: Bool = False
 ](
     output: OutputTensor[dtype = DType.float32, rank=2, ...],
     x: InputTensor[dtype = DType.float32, rank=2, ...],
@@ -645,11 +696,12 @@ def tiled_dot[
     bias: InputTensor[dtype = DType.float32, rank=2, ...],
 ):
     """`qrow_dot` for many rows of x. x is laid out in tiles of 16 rows (quantized first for
-    the integer encodings); the cores take (group of tiles, run of panels) from a shared
-    counter, pack each panel of weight rows once and multiply it by every tile of the group,
-    two at a time."""
+    the integer encodings, rounded to bf16 pairs with `pairs`); the cores take (group of
+    tiles, run of panels) from a shared counter, pack each panel of weight rows once (bf16
+    pairs are read as stored) and multiply it by every tile of the group, two at a time."""
     comptime R = panel_rows[enc]()
     comptime INTS = integer_dots[enc]()
+    comptime FLOATS = not INTS and not pairs
     var rows = x.dim_size(0)
     var k = x.dim_size(1)
     var n = w.dim_size(0)
@@ -664,16 +716,19 @@ def tiled_dot[
     var xd = alloc[Float32](rows * chunks + 1)
     var sums = alloc[Float32](rows * chunks + 1)
     var xt = alloc[Int8](tiles * LANES * k if INTS else 1)
-    var xft = alloc[Float32](1 if INTS else tiles * LANES * k)
+    var xft = alloc[Float32](tiles * LANES * k if FLOATS else 1)
+    var xbt = alloc[BFloat16](tiles * LANES * k if pairs else 1)
     var xdt = alloc[Float32](tiles * chunks * LANES + 1)
     var xst = alloc[Float32](tiles * chunks * LANES if has_mins[enc]() else 1)
     var xct = alloc[Int32](tiles * chunks * LANES if enc == Q8_0 else 1)
     comptime if INTS:
         quantize_rows[False](xp, rows, k, xq, xd, sums, xct)
         tile_quantized[enc](xq, xd, sums, rows, k, xt, xdt, xst, xct)
+    elif pairs:
+        tile_pairs(xp, rows, k, xbt)
     else:
         tile_floats(xp, rows, k, xft)
-    var group = max(2, TILE_BYTES // (LANES * k * (1 if INTS else 4)) // 2 * 2)  # tiles
+    var group = max(2, TILE_BYTES // (LANES * k * (1 if INTS else 2 if pairs else 4)) // 2 * 2)  # tiles
     var groups = (tiles + group - 1) // group
     var panels = (n + R - 1) // R
     var workers = num_physical_cores()
@@ -695,9 +750,9 @@ def tiled_dot[
                     for l in range(min(LANES, rows - m)):
                         op.store((m + l) * n + j + r, y[l])
 
-    def work(worker: Int) {var rows, var k, var n, var row_bytes, var wp, var chunks, var tiles, var xt, var xft, var xdt, var xst, var xct, var group, var panels, var run, var runs, var groups, var next_item, var store}:
+    def work(worker: Int) {var rows, var k, var n, var row_bytes, var wp, var chunks, var tiles, var xt, var xft, var xbt, var xdt, var xst, var xct, var group, var panels, var run, var runs, var groups, var next_item, var store}:
         var wq = alloc[UInt8](R * k if INTS else 1)
-        var wf = alloc[Float32](1 if INTS else R * k)
+        var wf = alloc[Float32](R * k if FLOATS else 1)
         var ws = alloc[Float32](R * chunks + 1)
         var wm = alloc[Float32](R * chunks + 1)
         var res = alloc[Float32](R * 2 * LANES)
@@ -711,7 +766,8 @@ def tiled_dot[
             for p in range(p0, min(p0 + run, panels)):
                 var j = p * R
                 var count = min(R, n - j)
-                pack_panel[enc](wp + j * row_bytes, row_bytes, count, k, wq, wf, ws, wm)
+                comptime if not pairs:
+                    pack_panel[enc](wp + j * row_bytes, row_bytes, count, k, wq, wf, ws, wm)
                 var t = t0
                 while t < t1:
                     var tz = min(2, t1 - t)
@@ -721,6 +777,11 @@ def tiled_dot[
                             int_tile[enc, 2](wq, ws, wm, k, xt + t * LANES * k, xdt + xa, xst + xa, xct + xa, res)
                         else:
                             int_tile[enc, 1](wq, ws, wm, k, xt + t * LANES * k, xdt + xa, xst + xa, xct + xa, res)
+                    elif pairs:
+                        if tz == 2:
+                            pair_tile[2](wp + j * row_bytes, row_bytes, count, k, xbt + t * LANES * k, res)
+                        else:
+                            pair_tile[1](wp + j * row_bytes, row_bytes, count, k, xbt + t * LANES * k, res)
                     else:
                         if tz == 2:
                             float_tile[enc, 2](wf, k, xft + t * LANES * k, res)
@@ -741,6 +802,7 @@ def tiled_dot[
     sums.free()
     xt.free()
     xft.free()
+    xbt.free()
     xdt.free()
     xst.free()
     xct.free()
@@ -757,6 +819,10 @@ def qrow_dot[
     """output[m, j] = activation(sum over k of x[m, k] * w[j, k] (+ bias[0, j]))."""
     comptime if tiled[enc]():
         if x.dim_size(0) >= tiled_rows[enc]():
+            comptime if enc == BF16 and BF16_DOTS:
+                if x.dim_size(1) % 2 == 0:
+                    tiled_dot[enc, with_bias, activation, True](output, x, w, bias)
+                    return
             tiled_dot[enc, with_bias, activation](output, x, w, bias)
             return
     var rows = x.dim_size(0)
