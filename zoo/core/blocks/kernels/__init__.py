@@ -5,7 +5,7 @@ and MAX's CPU matmul reads weights at about 18 GB/s on this kind of machine
 for one row. `zoo_rowdot` computes `x @ w.T (+ bias, + GELU)` for a few rows
 of x by streaming w's rows once, spread over the cores; `zoo_decode_attention`
 does one new token's attention over its cache in a single op. Only the
-one-token decode graph uses them: `decode_kernels()` is active while that
+one-token decode graph uses these two: `decode_kernels()` is active while that
 graph is traced. Prefill keeps MAX's matmul, which is far better for many
 rows, and so do non-float32 weights and accelerators; its attention is
 `zoo_prompt_attention` (`mojo/prompt_attention.mojo`), which scores only the
@@ -98,7 +98,12 @@ def applies(device: Any, dtype: Any) -> bool:
     and, in the prompt graph, `zoo_prompt_attention`."""
     from max.dtype import DType
 
-    return device.is_host and dtype == DType.float32 and os.environ.get(SWITCH, "1") != "0"
+    return device.is_host and dtype == DType.float32 and _switched_on()
+
+
+def _switched_on() -> bool:
+    """Whether `SWITCH` leaves zoo's float32 kernels on (the default)."""
+    return os.environ.get(SWITCH, "1") != "0"
 
 
 def _on(x: Any) -> bool:
@@ -108,7 +113,7 @@ def _on(x: Any) -> bool:
 
 def _in_float32_graph(x: Any) -> bool:
     """Whether `x` is traced into a float32 CPU graph that takes these kernels."""
-    return _on_host(x) and os.environ.get(SWITCH, "1") != "0"
+    return _on_host(x) and _switched_on()
 
 
 def _on_host(x: Any) -> bool:
@@ -224,14 +229,12 @@ def decode_attention(
     """
     if not (_on(q) and q.shape[2] == 1 and past_k.dtype == q.dtype):
         return None
-    import numpy as np
     from max.dtype import DType
     from max.experimental import functional as F
     from max.graph import DeviceRef, TensorType
 
     batch, heads, _, dim = q.shape
     kv_heads = past_k.shape[1]
-    settings = F.constant(np.array([scale, softcap or 0.0], dtype=np.float32), DType.float32, q.device)
     inputs = [
         q.reshape((batch, heads, dim)),
         past_k,
@@ -239,7 +242,7 @@ def decode_attention(
         new_k.reshape((batch, kv_heads, dim)),
         new_v.reshape((batch, kv_heads, dim)),
         mask.reshape((batch, mask.shape[-1])),
-        settings,
+        _score_settings(scale, softcap, q.device),
     ]
     out_type = TensorType(DType.float32, (batch, heads, dim), device=DeviceRef.from_device(q.device))
     (out,) = F.custom("zoo_decode_attention", q.device, inputs, [out_type])
@@ -258,14 +261,22 @@ def prompt_attention(
     """
     if not (_in_float32_graph(q) and past_k.dtype == q.dtype):
         return None
-    import numpy as np
     from max.dtype import DType
     from max.experimental import functional as F
     from max.graph import DeviceRef, TensorType
 
     batch, seqlen = q.shape[0], q.shape[1]
-    settings = F.constant(np.array([scale, softcap or 0.0], dtype=np.float32), DType.float32, q.device)
+    settings = _score_settings(scale, softcap, q.device)
     inputs = [q, past_k, past_v, new_k, new_v, mask.reshape((batch, seqlen, mask.shape[-1])), settings]
     out_type = TensorType(DType.float32, list(q.shape), device=DeviceRef.from_device(q.device))
     (out,) = F.custom("zoo_prompt_attention", q.device, inputs, [out_type])
     return out
+
+
+def _score_settings(scale: float, softcap: float | None, device: Any) -> Any:
+    """The attention kernels' `settings` input: the score scale and the soft-cap (0: none)."""
+    import numpy as np
+    from max.dtype import DType
+    from max.experimental import functional as F
+
+    return F.constant(np.array([scale, softcap or 0.0], dtype=np.float32), DType.float32, device)
