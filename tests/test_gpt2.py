@@ -59,6 +59,23 @@ def test_kv_cached_decode_equals_full_recompute(gpt2_pair):
         sequence.append(int(step_tokens[0]))
 
 
+def test_scored_prompts_match_transformers_on_both_sides_of_few_rows(gpt2_pair):
+    """Every position of a 20- and a 40-token prompt: the prompt graph multiplies 20 rows on
+    zoo_rowdot's tiles and 40 on MAX's matmul (`kernels.FEW_ROWS`, chosen as it runs)."""
+    import torch
+
+    from zoo.core.blocks import kernels
+    from zoo.core.runtime.engine import Engine
+
+    hf, model = gpt2_pair
+    assert 20 <= kernels.FEW_ROWS < 40
+    for length in (20, 40):
+        ids = [(i * 7919 + 13) % model.config.vocab_size for i in range(length)]
+        with torch.no_grad():
+            expected = hf(torch.tensor([ids])).logits[0].numpy()
+        np.testing.assert_allclose(Engine(model).score(ids), expected, atol=1e-4, rtol=0)
+
+
 def test_cpu_float32_models_decode_through_the_one_token_graph(gpt2_pair):
     """So every parity test here checks zoo's decode kernel, not only MAX's matmul."""
     _, model = gpt2_pair

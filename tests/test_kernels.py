@@ -49,16 +49,19 @@ def rowdot_bias(x: np.ndarray, w: np.ndarray, bias: np.ndarray) -> np.ndarray:
     return run_op("zoo_rowdot_bias", [x, w, bias[None, :]], dims, lambda d: (d[0][0], d[1][0]))
 
 
-@pytest.mark.parametrize("rows, k, n", [(1, 768, 50257), (3, 100, 7), (2, 16, 4), (1, 5, 1)])
+@pytest.mark.parametrize(
+    "rows, k, n", [(1, 768, 50257), (3, 100, 7), (2, 16, 4), (1, 5, 1), (16, 768, 1290), (33, 70, 25), (70, 128, 12)]
+)
 def test_rowdot_equals_numpy(rows, k, n):
-    """Shapes with and without SIMD/4-row tails, one row (decode) and several (a batch)."""
+    """Shapes with and without SIMD/4-row tails, one row (decode) and several (a batch); from
+    16 rows on the tiled path: full and partial tiles and weight panels, odd tile counts."""
     rng = np.random.default_rng(rows * 1000 + k + n)
     x = rng.standard_normal((rows, k)).astype(np.float32)
     w = rng.standard_normal((n, k)).astype(np.float32)
     np.testing.assert_allclose(rowdot(x, w), x.astype(np.float64) @ w.T.astype(np.float64), rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("rows, k, n", [(1, 768, 2304), (2, 37, 9)])
+@pytest.mark.parametrize("rows, k, n", [(1, 768, 2304), (2, 37, 9), (20, 96, 30)])
 def test_rowdot_adds_the_bias(rows, k, n):
     rng = np.random.default_rng(rows + k + n)
     x = rng.standard_normal((rows, k)).astype(np.float32)
@@ -68,10 +71,11 @@ def test_rowdot_adds_the_bias(rows, k, n):
     np.testing.assert_allclose(rowdot_bias(x, w, bias), expected, rtol=1e-4, atol=1e-4)
 
 
-def test_rowdot_applies_gpt2_gelu():
-    """The fused up-projection: tanh-approximated GELU of x @ w.T + bias."""
+@pytest.mark.parametrize("rows", [2, 17])
+def test_rowdot_applies_gpt2_gelu(rows):
+    """The fused up-projection: tanh-approximated GELU of x @ w.T + bias (row and tiled paths)."""
     rng = np.random.default_rng(7)
-    x = rng.standard_normal((2, 50)).astype(np.float32)
+    x = rng.standard_normal((rows, 50)).astype(np.float32)
     w = rng.standard_normal((19, 50)).astype(np.float32) * 0.3
     bias = rng.standard_normal(19).astype(np.float32)
     dims = [("rows", "k"), ("n", "k"), (1, "n")]

@@ -3,13 +3,15 @@
 Decoding reads every weight once per token for a single row of activations,
 and MAX's CPU matmul reads weights at about 18 GB/s on this kind of machine
 for one row. `zoo_rowdot` computes `x @ w.T (+ bias, + GELU)` for a few rows
-of x by streaming w's rows once, spread over the cores; `zoo_decode_attention`
-does one new token's attention over its cache in a single op. Only the
-one-token decode graph uses these two: `decode_kernels()` is active while that
-graph is traced. Prefill keeps MAX's matmul, which is far better for many
-rows, and so do non-float32 weights and accelerators; its attention is
-`zoo_prompt_attention` (`mojo/prompt_attention.mojo`), which scores only the
-keys a causal mask leaves visible and never builds the score matrix in memory.
+of x by streaming w's rows once, spread over the cores, and from 16 rows on
+in tiles of 16 rows per vector; `zoo_decode_attention` does one new token's
+attention over its cache in a single op. The one-token decode graph uses both
+(`decode_kernels()` is active while it is traced). The float32 prompt graph
+picks, as it runs, `zoo_rowdot` for up to `FEW_ROWS` rows (a short prompt, the
+last position's logits) and MAX's matmul, faster from there, for more; its
+attention is `zoo_prompt_attention` (`mojo/prompt_attention.mojo`), which
+scores only the keys a causal mask leaves visible and never builds the score
+matrix in memory. Other dtypes and accelerators keep MAX's ops.
 
 Weights kept in a GGML block encoding or bfloat16 (`QuantizedWeight`) enter
 the graph as their raw uint8 rows (`encoding` names the format), and every CPU
@@ -34,6 +36,7 @@ from typing import Any
 
 SOURCE = Path(__file__).parent / "mojo"
 SWITCH = "ZOO_KERNELS"  # set to 0 for MAX's own ops in float32 graphs (one graph per model)
+FEW_ROWS = 32  # rows up to which `zoo_rowdot` beats MAX's float32 matmul (measured on 2 cores)
 _ACTIVE: ContextVar[bool] = ContextVar("zoo_decode_kernels", default=False)
 
 
@@ -131,8 +134,9 @@ def linear(
     x: Any, weight: Any, bias: Any = None, activation: str | None = None, encoding: str | None = None, packed: bool = False
 ) -> Any:
     """`activation(x @ weight.T + bias)`, through the row-dot kernel inside `decode_kernels()`
-    on the CPU. `activation` is None or "gelu_tanh" (the kernel applies it as it stores,
-    when there is a bias). With `encoding`, `weight` is the raw uint8 rows of a
+    on the CPU, and in other float32 CPU graphs for few rows (`_few_rows_or_matmul`).
+    `activation` is None or "gelu_tanh" (the kernel applies it as it stores, when there
+    is a bias). With `encoding`, `weight` is the raw uint8 rows of a
     `QuantizedWeight` in that encoding, multiplied by `zoo_qrowdot` in every CPU graph;
     `packed`: rows repacked for MAX's quantized matmul (`repack.repack`) instead."""
     if activation not in (None, "gelu_tanh"):
@@ -146,10 +150,46 @@ def linear(
         return _row_op(_fused_name("zoo_qrowdot", bias, activation), x, weight, bias, parameters)
     if encoding is not None:
         weight = dequantize(weight, encoding).cast(x.dtype)
-    fused = _on(x) and (activation is None or bias is not None)
-    if not (fused and weight.dtype == x.dtype):
-        return with_bias_activation(x @ weight.T, bias, activation)
-    return _row_op(_fused_name("zoo_rowdot", bias, activation), x, weight, bias)
+    fusable = (activation is None or bias is not None) and weight.dtype == x.dtype
+    if fusable and _on(x):
+        return _row_op(_fused_name("zoo_rowdot", bias, activation), x, weight, bias)
+    if fusable and _in_float32_graph(x):
+        return _few_rows_or_matmul(x, weight, bias, activation)
+    return with_bias_activation(x @ weight.T, bias, activation)
+
+
+def _few_rows_or_matmul(x: Any, weight: Any, bias: Any, activation: str | None) -> Any:
+    """`linear` in a float32 prompt graph: chosen when it runs, by the number of rows, between
+    `zoo_rowdot` (up to `FEW_ROWS` rows: a short prompt, or the last position's logits) and
+    MAX's matmul, which is faster for more."""
+    import numpy as np
+    from max.dtype import DType
+    from max.experimental.tensor import Tensor
+    from max.graph import DeviceRef, TensorType, TensorValue, ops
+
+    lead, k, n = list(x.shape[:-1]), x.shape[-1], weight.shape[0]
+    rows = lead[0]
+    for dim in lead[1:]:
+        rows = rows * dim
+    device = DeviceRef.from_device(x.device)
+    # Values made here, outside both branches, so that each branch can use them.
+    flat, w = TensorValue(x.reshape((rows, k))), TensorValue(weight)
+    b = None if bias is None else TensorValue(bias.reshape((1, n)))
+    limit = ops.constant(np.array([FEW_ROWS], dtype=np.int64), DType.int64, device)
+    few = ops.reshape(ops.greater_equal(limit, ops.shape_to_tensor([rows])), [])
+    out_type = TensorType(DType.float32, (rows, n), device=device)
+
+    def by_rows() -> Any:
+        inputs = [flat, w] if b is None else [flat, w, b]
+        return ops.custom(_fused_name("zoo_rowdot", bias, activation), device, inputs, [out_type])[0]
+
+    def by_matmul() -> Any:
+        y = ops.matmul(flat, ops.transpose(w, 0, 1))
+        y = y if b is None else y + b
+        return y if activation is None else ops.gelu(y, approximate="tanh")
+
+    (y,) = ops.cond(few, [out_type], by_rows, by_matmul)
+    return Tensor.from_graph_value(y).reshape((*lead, n))
 
 
 def with_bias_activation(y: Any, bias: Any, activation: str | None) -> Any:

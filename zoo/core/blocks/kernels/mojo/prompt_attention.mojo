@@ -24,12 +24,13 @@ from std.math import exp, tanh
 from std.sys import num_physical_cores
 from std.utils import StaticTuple
 
+from .attention import SKIP_BELOW
+
 comptime WIDTH = 16  # float32 lanes
 comptime Vec = SIMD[DType.float32, WIDTH]
 comptime POSITIONS = 16  # sequence positions per work item
 comptime SCORE_ROWS = 6  # query rows scored together (each key vector loaded once for all)
 comptime VALUE_ROWS = 4  # query rows whose values are summed together
-comptime SKIP_BELOW: Float32 = -1e20  # exp(mask + score - max) is exactly 0 below this
 comptime SERIAL_BELOW = 256 * 1024  # query-key-dimension products under which one core does it all
 
 comptime Floats = Pointer[Float32, _]
@@ -145,6 +146,47 @@ def row_offset(b: Int, s0: Int, r: Int, group: Int, kv: Int, seqlen: Int, heads:
     return ((b * seqlen + s0 + r // group) * heads + kv * group + r % group) * dim
 
 
+def item_rows[R: Int](b: Int, s0: Int, r: Int, group: Int, kv: Int, seqlen: Int, heads: Int, dim: Int) -> StaticTuple[Int, R]:
+    """Where rows r .. r + R - 1 of a work item start in q and the output (`row_offset`)."""
+    var at = StaticTuple[Int, R]()
+    comptime for i in range(R):
+        at[i] = row_offset(b, s0, r + i, group, kv, seqlen, heads, dim)
+    return at
+
+
+def score_span[R: Int](
+    q: Floats, at: StaticTuple[Int, R], past_keys: Floats, new_keys: Floats, past: Int, seqlen: Int,
+    lo: Int, hi: Int, dim: Int, dest: Scratch, width: Int,
+):
+    """dest[r * width + j - lo] = (query row at q + at[r]) . key j for keys lo .. hi - 1: the
+    cached ones (`past` of them, transposed at past_keys), then the new ones (at new_keys)."""
+    var start = max(lo, past)
+    if lo < past:
+        score_rows[R](q, at, past_keys + lo, past, min(hi, past) - lo, dim, dest, width)
+    if hi > past:
+        score_rows[R](q, at, new_keys + start - past, seqlen, hi - start, dim, dest + start - lo, width)
+
+
+def sum_values[R: Int](
+    weights: Scratch, width: Int, sums: Scratch, past_values: Floats, new_values: Floats, stride: Int, past: Int,
+    lo: Int, hi: Int, dim: Int, o: Output, at: StaticTuple[Int, R],
+):
+    """Output row at o + at[r] = the weights of keys lo .. hi - 1 (row r of `weights`) times
+    their values, cached ones then new ones (rows `stride` apart), divided by sums[r]."""
+    var start = max(lo, past)
+    comptime for i in range(R):
+        for d in range(dim):
+            o.store(at[i] + d, 0)
+    if lo < past:
+        value_rows[R](weights, width, past_values + lo * dim, dim, min(hi, past) - lo, dim, o, at)
+    if hi > past:
+        value_rows[R](weights + start - lo, width, new_values + (start - past) * stride, stride, hi - start, dim, o, at)
+    comptime for i in range(R):
+        var inverse = 1 / sums.load(i)
+        for d in range(dim):
+            o.store(at[i] + d, o.load(at[i] + d) * inverse)
+
+
 @extensibility.register("zoo_prompt_attention")
 struct PromptAttention:
     """out[b, s, h] = softmax(cap(q[b, s, h] . keys * scale) + mask[b, s]) @ values, over the
@@ -222,25 +264,16 @@ struct PromptAttention:
                 # 1. Scores of keys lo .. hi - 1: cached ones, then new ones.
                 var past_keys = kp + (b * kv_heads + kv) * dim * past
                 var new_keys = nkp + (b * kv_heads + kv) * dim * seqlen
-                var start = max(lo, past)
                 var r = 0
                 while r < rows:
                     var dest = scores + r * width
                     if r + SCORE_ROWS <= rows:
-                        var at = StaticTuple[Int, SCORE_ROWS]()
-                        comptime for i in range(SCORE_ROWS):
-                            at[i] = row_offset(b, s0, r + i, group, kv, seqlen, heads, dim)
-                        if lo < past:
-                            score_rows[SCORE_ROWS](qp, at, past_keys + lo, past, min(hi, past) - lo, dim, dest, width)
-                        if hi > past:
-                            score_rows[SCORE_ROWS](qp, at, new_keys + start - past, seqlen, hi - start, dim, dest + start - lo, width)
+                        var at = item_rows[SCORE_ROWS](b, s0, r, group, kv, seqlen, heads, dim)
+                        score_span[SCORE_ROWS](qp, at, past_keys, new_keys, past, seqlen, lo, hi, dim, dest, width)
                         r += SCORE_ROWS
                     else:
-                        var at = StaticTuple[Int, 1](row_offset(b, s0, r, group, kv, seqlen, heads, dim))
-                        if lo < past:
-                            score_rows[1](qp, at, past_keys + lo, past, min(hi, past) - lo, dim, dest, width)
-                        if hi > past:
-                            score_rows[1](qp, at, new_keys + start - past, seqlen, hi - start, dim, dest + start - lo, width)
+                        var at = item_rows[1](b, s0, r, group, kv, seqlen, heads, dim)
+                        score_span[1](qp, at, past_keys, new_keys, past, seqlen, lo, hi, dim, dest, width)
                         r += 1
 
                 # 2. Softmax of each row over its own span; zero weight elsewhere in lo .. hi - 1.
@@ -294,31 +327,12 @@ struct PromptAttention:
                 while r < rows:
                     var weights = scores + r * width
                     if r + VALUE_ROWS <= rows:
-                        var at = StaticTuple[Int, VALUE_ROWS]()
-                        comptime for i in range(VALUE_ROWS):
-                            at[i] = row_offset(b, s0, r + i, group, kv, seqlen, heads, dim)
-                            for d in range(dim):
-                                op.store(at[i] + d, 0)
-                        if lo < past:
-                            value_rows[VALUE_ROWS](weights, width, past_values + lo * dim, dim, min(hi, past) - lo, dim, op, at)
-                        if hi > past:
-                            value_rows[VALUE_ROWS](weights + start - lo, width, new_values + (start - past) * stride, stride, hi - start, dim, op, at)
-                        comptime for i in range(VALUE_ROWS):
-                            var inverse = 1 / sums.load(r + i)
-                            for d in range(dim):
-                                op.store(at[i] + d, op.load(at[i] + d) * inverse)
+                        var at = item_rows[VALUE_ROWS](b, s0, r, group, kv, seqlen, heads, dim)
+                        sum_values[VALUE_ROWS](weights, width, sums + r, past_values, new_values, stride, past, lo, hi, dim, op, at)
                         r += VALUE_ROWS
                     else:
-                        var at = StaticTuple[Int, 1](row_offset(b, s0, r, group, kv, seqlen, heads, dim))
-                        for d in range(dim):
-                            op.store(at[0] + d, 0)
-                        if lo < past:
-                            value_rows[1](weights, width, past_values + lo * dim, dim, min(hi, past) - lo, dim, op, at)
-                        if hi > past:
-                            value_rows[1](weights + start - lo, width, new_values + (start - past) * stride, stride, hi - start, dim, op, at)
-                        var inverse = 1 / sums.load(r)
-                        for d in range(dim):
-                            op.store(at[0] + d, op.load(at[0] + d) * inverse)
+                        var at = item_rows[1](b, s0, r, group, kv, seqlen, heads, dim)
+                        sum_values[1](weights, width, sums + r, past_values, new_values, stride, past, lo, hi, dim, op, at)
                         r += 1
             scores.free()
             sums.free()

@@ -118,21 +118,10 @@ def decode_chunk[enc: Int](block: Bytes, c: Int) -> Chunk:
         var q = (block + 2).load[width=16]()
         var both = (q & 15).join(q >> 4)
         return (both.cast[DType.float32]() - 8) * half(block)
-    comptime if enc == Q4_K:
-        var d = half(block)
-        var dmin = half(block + 2)
+    comptime if enc == Q4_K or enc == Q5_K:
         var sm = k_scale_min(block + 4, c)
-        var q = (block + 16 + 32 * (c // 2)).load[width=CHUNK]()
-        q = (q >> UInt8(4 * (c % 2))) & 15
-        return (d * sm[0]) * q.cast[DType.float32]() - dmin * sm[1]
-    comptime if enc == Q5_K:
-        var d = half(block)
-        var dmin = half(block + 2)
-        var sm = k_scale_min(block + 4, c)
-        var qh = (block + 16).load[width=CHUNK]()
-        var q = (block + 48 + 32 * (c // 2)).load[width=CHUNK]()
-        q = ((q >> UInt8(4 * (c % 2))) & 15) | (((qh >> UInt8(c)) & 1) << 4)
-        return (d * sm[0]) * q.cast[DType.float32]() - dmin * sm[1]
+        var q = k_quants[enc](block, (block + 16).load[width=CHUNK](), c)
+        return (half(block) * sm[0]) * q.cast[DType.float32]() - half(block + 2) * sm[1]
     # Q6_K: ql[128], qh[64], int8 scales[16], d; chunk c is quarter c % 4 of half c // 4.
     var h = c // 4
     var quarter = c % 4
@@ -214,8 +203,9 @@ def quants_at[enc: Int]() -> Int:
 
 
 @always_inline
-def k_quants[enc: Int, c: Int](block: Bytes, qh: SIMD[DType.uint8, CHUNK]) -> SIMD[DType.uint8, CHUNK]:
-    """Sub-block c's 32 quants of a Q4_K (0..15) or Q5_K (0..31, with its bits from qh) super-block."""
+def k_quants[enc: Int](block: Bytes, qh: SIMD[DType.uint8, CHUNK], c: Int) -> SIMD[DType.uint8, CHUNK]:
+    """Sub-block c's 32 quants of a Q4_K (0..15) or Q5_K (0..31, with its fifth bits from qh,
+    the super-block's bytes 16..47) super-block."""
     var raw = (block + quants_at[enc]() + 32 * (c // 2)).load[width=CHUNK]()
     var q = (raw >> UInt8(4 * (c % 2))) & 15
     comptime if enc == Q5_K:
@@ -364,7 +354,7 @@ def k_quant_row[enc: Int, MR: Int](w: Bytes, k: Int, xq: QBytes, xd: Floats, xs:
             prefetch_ahead[BB](block)
             var qh = (block + 16).load[width=CHUNK]()  # Q5_K's fifth bits
             comptime for c in range(8):
-                var q = k_quants[enc, c](block, qh)
+                var q = k_quants[enc](block, qh, c)
                 comptime for m in range(MR):
                     var xv = (xq + m * k + s * 256 + c * CHUNK).load[width=CHUNK]()
                     var p = dot_u8_i8(Ints(0), q, xv).cast[DType.float32]()
@@ -564,7 +554,7 @@ def pack_panel[enc: Int](
                 var mins = sm[1] * half(block + 2)
                 var qh = (block + 16).load[width=CHUNK]()
                 comptime for c in range(8):
-                    wq.store(r * k + s * 256 + c * CHUNK, k_quants[enc, c](block, qh))
+                    wq.store(r * k + s * 256 + c * CHUNK, k_quants[enc](block, qh, c))
                     ws.store((s * 8 + c) * R + r, scale[c])
                     wm.store((s * 8 + c) * R + r, -mins[c])
         else:
@@ -621,10 +611,9 @@ def int_tile[enc: Int, XZ: Int](
         res.store(a * LANES, acc[a])
 
 
-def float_tile[enc: Int, XZ: Int](wf: Floats, k: Int, xt: Floats, res: MutFloats):
-    """res[(r * XZ + z) * 16 + l] = panel row r . row l of tile z (float32 rows of the panel
-    against the XZ float tiles from xt on)."""
-    comptime R = panel_rows[enc]()
+def float_tile[R: Int, XZ: Int](wf: Floats, k: Int, xt: Floats, res: MutFloats):
+    """res[(r * XZ + z) * 16 + l] = panel row r . row l of tile z (the R float32 rows of the
+    panel, k apart from wf on, against the XZ float tiles from xt on)."""
     var acc = StaticTuple[Wide, R * XZ](fill=Wide(0))
     for i in range(k):
         var xv = StaticTuple[Wide, XZ]()
@@ -784,9 +773,9 @@ def tiled_dot[
                             pair_tile[1](wp + j * row_bytes, row_bytes, count, k, xbt + t * LANES * k, res)
                     else:
                         if tz == 2:
-                            float_tile[enc, 2](wf, k, xft + t * LANES * k, res)
+                            float_tile[R, 2](wf, k, xft + t * LANES * k, res)
                         else:
-                            float_tile[enc, 1](wf, k, xft + t * LANES * k, res)
+                            float_tile[R, 1](wf, k, xft + t * LANES * k, res)
                     store(t, tz, j, count, res)
                     t += tz
         wq.free()

@@ -6,23 +6,32 @@ that the cores take in turn from a shared counter (a core slowed by anything
 else simply takes fewer blocks). Within a block, four weight rows at a time
 are prefetched ahead and dotted with every row of x in 16-wide SIMD, so each
 weight byte is loaded from memory once.
+
+From `TILED_ROWS` rows of x on (a short prompt), x is laid out with 16 rows side
+by side per vector and each panel of 12 weight rows is multiplied by every
+tile of x (`tile_floats`, `float_tile`, shared with `zoo_qrowdot`): one
+weight value broadcast against 16 rows per FMA. MAX's matmul is faster from
+a few dozen rows on, and the prompt graph picks between the two as it runs
+(`kernels.linear`).
 """
 
 import extensibility
 from extensibility import InputTensor, OutputTensor
 from max.algorithm import sync_parallelize
 from std.atomic import Atomic
-from std.math import sqrt, tanh
 from std.sys import num_physical_cores
 from std.sys.intrinsics import PrefetchOptions, prefetch
+
+from .quantized import (
+    GELU_TANH, LANES, NO_ACTIVATION, RUNS_PER_CORE, TILE_BYTES, Floats, MutFloats, activate, float_tile, tile_floats,
+)
 
 comptime WIDTH = 16  # float32 lanes per dot-product step
 comptime BLOCKS_PER_CORE = 16  # enough blocks for the cores to even out
 comptime PREFETCH_AHEAD = 256  # floats (1 KiB) ahead in each weight row
+comptime TILED_ROWS = 16  # rows of x from which `tiled_row_dot` is faster than the row path
+comptime PANEL = 12  # weight rows multiplied together by `float_tile`
 
-
-comptime NO_ACTIVATION = 0
-comptime GELU_TANH = 1
 
 
 def row_dot[
@@ -34,6 +43,9 @@ def row_dot[
     bias: InputTensor[dtype = DType.float32, rank=2, ...],
 ):
     """`bias` is (1, n), read only when `with_bias`."""
+    if x.dim_size(0) >= TILED_ROWS:
+        tiled_row_dot[with_bias, activation](output, x, w, bias)
+        return
     var rows = x.dim_size(0)
     var k = x.dim_size(1)
     var n = w.dim_size(0)
@@ -52,10 +64,7 @@ def row_dot[
         var y = total
         comptime if with_bias:
             y += bp.load(j)
-        comptime if activation == GELU_TANH:
-            comptime c = sqrt(2 / 3.141592653589793)
-            y = 0.5 * y * (1 + tanh(Float32(c) * (y + 0.044715 * y * y * y)))
-        op.store(m * n + j, y)
+        op.store(m * n + j, activate[activation, 1](y))
 
     def work(worker: Int) {var rows, var k, var n, var xp, var wp, var op, var block, var blocks, var next_block, var finish}:
         while True:
@@ -120,6 +129,92 @@ def row_dot[
 
     sync_parallelize(work, workers)
     next_block.free()
+
+
+def panel_by_tiles[
+    with_bias: Bool, activation: Int
+](
+    panel: Floats, k: Int, xt: Floats, t0: Int, t1: Int, j: Int, count: Int, rows: Int, n: Int,
+    op: Pointer[Float32, MutAnyOrigin], bp: Floats, res: MutFloats,
+):
+    """Output rows of tiles t0 .. t1 - 1 (from xt) for weight rows j .. j + count - 1 (the
+    PANEL rows at `panel`, k apart), two tiles at a time."""
+    var t = t0
+    while t < t1:
+        var tz = min(2, t1 - t)
+        if tz == 2:
+            float_tile[PANEL, 2](panel, k, xt + t * LANES * k, res)
+        else:
+            float_tile[PANEL, 1](panel, k, xt + t * LANES * k, res)
+        for r in range(count):
+            for z in range(tz):
+                var y = res.load[width=LANES]((r * tz + z) * LANES)
+                comptime if with_bias:
+                    y += bp.load(j + r)
+                y = activate[activation, LANES](y)
+                var m = (t + z) * LANES
+                for l in range(min(LANES, rows - m)):
+                    op.store((m + l) * n + j + r, y[l])
+        t += tz
+
+
+def tiled_row_dot[
+    with_bias: Bool, activation: Int
+](
+    output: OutputTensor[dtype = DType.float32, rank=2, ...],
+    x: InputTensor[dtype = DType.float32, rank=2, ...],
+    w: InputTensor[dtype = DType.float32, rank=2, ...],
+    bias: InputTensor[dtype = DType.float32, rank=2, ...],
+):
+    """`row_dot` for many rows of x: the cores take (group of tiles, run of panels) from a
+    shared counter and multiply each panel of 12 weight rows, read in place, by every
+    tile of the group, two at a time (the last panel is copied, its last row repeated)."""
+    var rows = x.dim_size(0)
+    var k = x.dim_size(1)
+    var n = w.dim_size(0)
+    var xp = x.unsafe_ptr()
+    var wp = w.unsafe_ptr()
+    var bp = bias.unsafe_ptr()
+    var op = output.unsafe_ptr()
+    var tiles = (rows + LANES - 1) // LANES
+    var xt = alloc[Float32](tiles * LANES * k)
+    tile_floats(xp, rows, k, xt)
+    var group = max(2, TILE_BYTES // (LANES * k * 4) // 2 * 2)  # tiles
+    var groups = (tiles + group - 1) // group
+    var panels = (n + PANEL - 1) // PANEL
+    var workers = num_physical_cores()
+    var run = max(1, panels // (workers * RUNS_PER_CORE))  # panels per work item
+    var runs = (panels + run - 1) // run
+    var next_item = alloc[Int64](1)
+    next_item[0] = 0
+
+    def work(worker: Int) {var rows, var k, var n, var wp, var bp, var op, var tiles, var xt, var group, var groups, var panels, var run, var runs, var next_item}:
+        var last = alloc[Float32](PANEL * k)
+        var res = alloc[Float32](PANEL * 2 * LANES)
+        while True:
+            var item = Int(Atomic[Int64].fetch_add(next_item, 1))
+            if item >= groups * runs:
+                break
+            var t0 = (item // runs) * group
+            var t1 = min(t0 + group, tiles)
+            var p0 = (item % runs) * run
+            for p in range(p0, min(p0 + run, panels)):
+                var j = p * PANEL
+                var count = min(PANEL, n - j)
+                if count == PANEL:
+                    panel_by_tiles[with_bias, activation](wp + j * k, k, xt, t0, t1, j, count, rows, n, op, bp, res)
+                else:
+                    for r in range(PANEL):
+                        var source = wp + (j + min(r, count - 1)) * k
+                        for i in range(k):
+                            last.store(r * k + i, source.load(i))
+                    panel_by_tiles[with_bias, activation](last, k, xt, t0, t1, j, count, rows, n, op, bp, res)
+        last.free()
+        res.free()
+
+    sync_parallelize(work, workers)
+    next_item.free()
+    xt.free()
 
 
 @extensibility.register("zoo_rowdot")
