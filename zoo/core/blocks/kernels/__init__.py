@@ -115,8 +115,16 @@ def _on(x: Any) -> bool:
 
 
 def _in_float32_graph(x: Any) -> bool:
-    """Whether `x` is traced into a float32 CPU graph that takes these kernels."""
-    return _on_host(x) and _switched_on()
+    """Whether `x` is traced into a float32 CPU graph that takes these kernels (the loader
+    gives its graphs the package; a block compiled on its own without it keeps MAX's ops)."""
+    return _on_host(x) and _switched_on() and _loaded()
+
+
+def _loaded() -> bool:
+    """Whether the graph being traced has the kernel package among its extensions."""
+    from max.graph import Graph
+
+    return package() in Graph.current.kernel_libraries_paths
 
 
 def _on_host(x: Any) -> bool:
