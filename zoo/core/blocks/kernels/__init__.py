@@ -175,10 +175,8 @@ def _few_rows_or_matmul(x: Any, weight: Any, bias: Any, activation: str | None) 
     from max.experimental.tensor import Tensor
     from max.graph import DeviceRef, TensorType, TensorValue, ops
 
-    lead, k, n = list(x.shape[:-1]), x.shape[-1], weight.shape[0]
-    rows = lead[0]
-    for dim in lead[1:]:
-        rows = rows * dim
+    lead, rows, k = _row_dims(x)
+    n = weight.shape[0]
     device = DeviceRef.from_device(x.device)
     # Values made here, outside both branches, so that each branch can use them.
     flat, w = TensorValue(x.reshape((rows, k))), TensorValue(weight)
@@ -244,6 +242,15 @@ def _fused_name(kernel: str, bias: Any, activation: str | None) -> str:
     return kernel if bias is None else f"{kernel}_bias" if activation is None else f"{kernel}_bias_gelu_tanh"
 
 
+def _row_dims(x: Any) -> tuple[list[Any], Any, Any]:
+    """x's leading dims, their product (the rows a row-dot op sees) and its last dim."""
+    lead = list(x.shape[:-1])
+    rows = lead[0]
+    for dim in lead[1:]:
+        rows = rows * dim
+    return lead, rows, x.shape[-1]
+
+
 def _row_op(name: str, x: Any, weight: Any, bias: Any = None, parameters: dict[str, int] | None = None) -> Any:
     """Custom op `name` on x flattened to (rows, k), the (n, ...) `weight` and `bias` as (1, n):
     its float32 (rows, n) output, shaped back to (..., n)."""
@@ -251,10 +258,7 @@ def _row_op(name: str, x: Any, weight: Any, bias: Any = None, parameters: dict[s
     from max.experimental import functional as F
     from max.graph import DeviceRef, TensorType
 
-    lead, k = list(x.shape[:-1]), x.shape[-1]
-    rows = lead[0]
-    for dim in lead[1:]:
-        rows = rows * dim
+    lead, rows, k = _row_dims(x)
     n = weight.shape[0]
     inputs = [x.reshape((rows, k)), weight]
     if bias is not None:
