@@ -20,7 +20,7 @@ NumPy code, llama.cpp's `dequantize_row_*`).
   it) scaled in float32. That rounds x about as finely as Q8_0 rounds the weights.
   bf16/f16 and Q4_0 are decoded and multiplied in float32 (a Q4_0 block's 32
   products scaled once, `q4_0_block_dot`).
-  From a few rows of x on (prefill, `tiled_rows`), Q8_0, Q4_K, Q5_K, bf16 and f16 take
+  From a few rows of x on (prefill, `tiled_rows`), Q8_0, Q4_K, Q5_K, Q6_K, bf16 and f16 take
   `tiled_dot`: x is laid out with 16 rows side by side in each vector, a
   panel of a few weight rows is decoded once into a small buffer (bytes for
   the integer dot products, float32 for bf16/f16) and multiplied by every
@@ -122,18 +122,24 @@ def decode_chunk[enc: Int](block: Bytes, c: Int) -> Chunk:
         var sm = k_scale_min(block + 4, c)
         var q = k_quants[enc](block, (block + 16).load[width=CHUNK](), c)
         return (half(block) * sm[0]) * q.cast[DType.float32]() - half(block + 2) * sm[1]
-    # Q6_K: ql[128], qh[64], int8 scales[16], d; chunk c is quarter c % 4 of half c // 4.
-    var h = c // 4
-    var quarter = c % 4
-    var ql = (block + 64 * h + 32 * (quarter % 2)).load[width=CHUNK]()
-    var qh = (block + 128 + 32 * h).load[width=CHUNK]()
-    var q = ((ql >> UInt8(4 * (quarter // 2))) & 15) | (((qh >> UInt8(2 * quarter)) & 3) << 4)
+    var q = q6_k_quants(block, c)
     var d = half(block + 208)
     var scales = (block + 192).bitcast[Int8]()
     var lo = d * Float32(scales.load(2 * c))
     var hi = d * Float32(scales.load(2 * c + 1))
     var scale = SIMD[DType.float32, 16](lo).join(SIMD[DType.float32, 16](hi))
     return scale * (q.cast[DType.int8]() - 32).cast[DType.float32]()
+
+
+@always_inline
+def q6_k_quants(block: Bytes, c: Int) -> SIMD[DType.uint8, CHUNK]:
+    """Chunk c's 32 quants (0..63, each 32 above its value) of a Q6_K super-block: ql[128],
+    qh[64], int8 scales[16], d; chunk c is quarter c % 4 of half c // 4."""
+    var h = c // 4
+    var quarter = c % 4
+    var ql = (block + 64 * h + 32 * (quarter % 2)).load[width=CHUNK]()
+    var qh = (block + 128 + 32 * h).load[width=CHUNK]()
+    return ((ql >> UInt8(4 * (quarter // 2))) & 15) | (((qh >> UInt8(2 * quarter)) & 3) << 4)
 
 
 @always_inline
@@ -378,11 +384,9 @@ def q6_k_row[MR: Int](w: Bytes, k: Int, xq: QBytes, xd: Floats, xc: Pointer[Int3
         prefetch_ahead[210](block)
         var scales = (block + 192).bitcast[Int8]().load[width=16]().cast[DType.float32]() * half(block + 208)
         comptime for h in range(2):
-            var qh = (block + 128 + 32 * h).load[width=CHUNK]()
             comptime for quarter in range(4):
                 comptime c = 4 * h + quarter
-                var ql = (block + 64 * h + 32 * (quarter % 2)).load[width=CHUNK]()
-                var q = ((ql >> UInt8(4 * (quarter // 2))) & 15) | (((qh >> UInt8(2 * quarter)) & 3) << 4)
+                var q = q6_k_quants(block, c)
                 var halves = SIMD[DType.float32, 4](scales[2 * c]).join(SIMD[DType.float32, 4](scales[2 * c + 1]))
                 comptime for m in range(MR):
                     var b = m * chunks + s * 8 + c
@@ -461,9 +465,14 @@ comptime MutFloats = Pointer[Float32, MutUntrackedOrigin]
 
 def tiled[enc: Int]() -> Bool:
     """Whether `enc` has the many-rows path (its integer dot products need 512-bit VNNI)."""
-    comptime if integer_dots[enc]() and enc != Q6_K:
+    comptime if integer_dots[enc]():
         return WIDE_VNNI
     return enc == BF16 or enc == F16
+
+
+def sub_blocks[enc: Int]() -> Int:
+    """Scales per 32-value chunk in `enc`: Q6_K scales each 16 values."""
+    return 2 if enc == Q6_K else 1
 
 
 def tiled_rows[enc: Int]() -> Int:
@@ -496,8 +505,11 @@ def tile_quantized[enc: Int](
 ):
     """x quantized by `quantize_rows`, 16 rows to a tile, in the lanes the tile kernels read:
     per tile and 4 columns, each row's 4 quants (`xt`); per tile and block of 32, each row's
-    scale (`xdt`) and, for Q4_K/Q5_K, its scale times the sum of its quants (`xst`), for
-    Q8_0, -128 times the sum of its quants (`xct`). Rows past the last are zero."""
+    scale (`xdt`) and, for Q4_K/Q5_K, its scale times the sum of its quants (`xst`); for
+    Q8_0 and Q6_K, per sub-block (`sub_blocks`) the weights' offset (128, 32) times minus
+    the sum of its quants (`xct`). Rows past the last are zero."""
+    comptime S = sub_blocks[enc]()
+    comptime OFFSET = 128 if enc == Q8_0 else 32
     var chunks = k // CHUNK
     var tiles = (rows + LANES - 1) // LANES
     for t in range(tiles):
@@ -512,7 +524,9 @@ def tile_quantized[enc: Int](
                 comptime if has_mins[enc]():
                     xst.store(at, sums.load(m * chunks + c) if live else 0)
                 else:
-                    xct.store(at, -128 * q.cast[DType.int32]().reduce_add())
+                    comptime for h in range(S):
+                        var part = q.slice[CHUNK // S, offset = h * CHUNK // S]()
+                        xct.store(((t * chunks + c) * S + h) * LANES + l, Int32(-OFFSET) * part.cast[DType.int32]().reduce_add())
                 var qw = bitcast[DType.int32, CHUNK // 4](q)
                 comptime for i in range(CHUNK // 4):
                     words.store((c * 8 + i) * LANES + l, qw[i])
@@ -534,9 +548,9 @@ def pack_panel[enc: Int](
 ):
     """The `count` weight rows at w as the tile kernels read them, panel_rows[enc]() rows
     (the last one repeated past `count`): Q8_0, Q4_K and Q5_K as one unsigned byte per value
-    (`wq`, row after row; Q8_0's quant + 128, the K-quants' 4- or 5-bit quant) with, per
-    block of 32 and row, the scale (`ws`: Q8_0's d, the K-quants' d * scale) and the
-    K-quants' -d_min * min (`wm`); bf16/f16 as float32 (`wf`, row after row)."""
+    (`wq`, row after row; Q8_0's quant + 128, the K-quants' 4-, 5- or 6-bit quant) with, per
+    block of 32 (Q6_K: of 16) and row, the scale (`ws`: Q8_0's d, the K-quants' d * scale)
+    and Q4_K/Q5_K's -d_min * min (`wm`); bf16/f16 as float32 (`wf`, row after row)."""
     comptime R = panel_rows[enc]()
     var chunks = k // CHUNK
     for r in range(R):
@@ -557,6 +571,15 @@ def pack_panel[enc: Int](
                     wq.store(r * k + s * 256 + c * CHUNK, k_quants[enc](block, qh, c))
                     ws.store((s * 8 + c) * R + r, scale[c])
                     wm.store((s * 8 + c) * R + r, -mins[c])
+        elif enc == Q6_K:
+            for s in range(k // 256):
+                var block = row + s * 210
+                var d = half(block + 208)
+                var scales = (block + 192).bitcast[Int8]()
+                comptime for c in range(8):
+                    wq.store(r * k + s * 256 + c * CHUNK, q6_k_quants(block, c))
+                    comptime for h in range(2):
+                        ws.store(((s * 8 + c) * 2 + h) * R + r, d * Float32(scales.load(2 * c + h)))
         else:
             for s in range(chunks):
                 wf.store(r * k + s * CHUNK, decode_chunk[enc](row, s))
@@ -577,36 +600,39 @@ def int_tile[enc: Int, XZ: Int](
     xt: QBytes, xdt: Floats, xst: Floats, xct: Pointer[Int32, _], res: MutFloats,
 ):
     """res[(r * XZ + z) * 16 + l] = panel row r . row l of tile z (the XZ tiles from xt on,
-    with their scales and sums from xdt, xst, xct): per block of 32 an integer dot product
-    per lane, then scaled in float32 as `q8_0_row` and `k_quant_row` do."""
+    with their scales and sums from xdt, xst, xct): per block of 32 (Q6_K: of 16) an integer
+    dot product per lane, then scaled in float32 as `q8_0_row`, `k_quant_row` and `q6_k_row` do."""
     comptime R = panel_rows[enc]()
+    comptime S = sub_blocks[enc]()
+    comptime WORDS = CHUNK // 4 // S  # 4-byte words of x per sub-block
     var chunks = k // CHUNK
     var acc = StaticTuple[Wide, R * XZ](fill=Wide(0))
     for c in range(chunks):
-        var dots = StaticTuple[WideInts, R * XZ](fill=WideInts(0))
-        comptime if enc == Q8_0:
-            comptime for z in range(XZ):
-                var share = (xct + (z * chunks + c) * LANES).load[width=LANES]()
-                comptime for r in range(R):
-                    dots[r * XZ + z] = share
-        comptime for i in range(CHUNK // 4):
-            var xv = StaticTuple[Words, XZ]()
-            comptime for z in range(XZ):
-                xv[z] = (xt + z * LANES * k + (c * 8 + i) * 4 * LANES).load[width=4 * LANES]()
-            comptime for r in range(R):
+        comptime for h in range(S):
+            var dots = StaticTuple[WideInts, R * XZ](fill=WideInts(0))
+            comptime if needs_shares[enc]():
                 comptime for z in range(XZ):
-                    dots[r * XZ + z] = dot_words(dots[r * XZ + z], wq + r * k + c * CHUNK + 4 * i, xv[z])
-        comptime for z in range(XZ):
-            var xd = (xdt + (z * chunks + c) * LANES).load[width=LANES]()
-            comptime for r in range(R):
-                var p = dots[r * XZ + z].cast[DType.float32]()
-                var a = acc[r * XZ + z]
-                comptime if enc == Q8_0:
-                    a = (p * xd).fma(Wide(ws.load(c * R + r)), a)
-                else:
-                    a = p.fma(xd * Wide(ws.load(c * R + r)), a)
-                    a = Wide(wm.load(c * R + r)).fma((xst + (z * chunks + c) * LANES).load[width=LANES](), a)
-                acc[r * XZ + z] = a
+                    var share = (xct + ((z * chunks + c) * S + h) * LANES).load[width=LANES]()
+                    comptime for r in range(R):
+                        dots[r * XZ + z] = share
+            comptime for i in range(h * WORDS, (h + 1) * WORDS):
+                var xv = StaticTuple[Words, XZ]()
+                comptime for z in range(XZ):
+                    xv[z] = (xt + z * LANES * k + (c * 8 + i) * 4 * LANES).load[width=4 * LANES]()
+                comptime for r in range(R):
+                    comptime for z in range(XZ):
+                        dots[r * XZ + z] = dot_words(dots[r * XZ + z], wq + r * k + c * CHUNK + 4 * i, xv[z])
+            comptime for z in range(XZ):
+                var xd = (xdt + (z * chunks + c) * LANES).load[width=LANES]()
+                comptime for r in range(R):
+                    var p = dots[r * XZ + z].cast[DType.float32]()
+                    var a = acc[r * XZ + z]
+                    comptime if needs_shares[enc]():
+                        a = (p * xd).fma(Wide(ws.load((c * S + h) * R + r)), a)
+                    else:
+                        a = p.fma(xd * Wide(ws.load(c * R + r)), a)
+                        a = Wide(wm.load(c * R + r)).fma((xst + (z * chunks + c) * LANES).load[width=LANES](), a)
+                    acc[r * XZ + z] = a
     comptime for a in range(R * XZ):
         res.store(a * LANES, acc[a])
 
@@ -676,6 +702,49 @@ def pair_tile[XZ: Int](w: Bytes, row_bytes: Int, count: Int, k: Int, xt: Pointer
         res.store(a * LANES, acc[a])
 
 
+def tile_group(k: Int, x_bytes: Int) -> Int:
+    """Tiles of x (16 rows of k values of `x_bytes` each) per work item of the tile kernels: an
+    even count that fits in TILE_BYTES, so that they stay in L2 while each panel meets them."""
+    return max(2, TILE_BYTES // (LANES * k * x_bytes) // 2 * 2)
+
+
+def panel_run(panels: Int) -> Int:
+    """Panels per work item of the tile kernels: about RUNS_PER_CORE items per core and group."""
+    return max(1, panels // (num_physical_cores() * RUNS_PER_CORE))
+
+
+@always_inline
+def claim_work(next_item: Pointer[Int64, MutUntrackedOrigin], tiles: Int, group: Int, panels: Int, run: Int) -> StaticTuple[Int, 4]:
+    """The next work item of the tile kernels from the shared counter, as (t0, t1, p0, p1):
+    tiles t0 .. t1 - 1 (a group) by panels p0 .. p1 - 1 (a run); t0 == t1 once all are taken."""
+    var runs = (panels + run - 1) // run
+    var groups = (tiles + group - 1) // group
+    var item = Int(Atomic[Int64].fetch_add(next_item, 1))
+    if item >= groups * runs:
+        return StaticTuple[Int, 4](0, 0, 0, 0)
+    var t0 = (item // runs) * group
+    var p0 = (item % runs) * run
+    return StaticTuple[Int, 4](t0, min(t0 + group, tiles), p0, min(p0 + run, panels))
+
+
+@always_inline
+def store_tiles[with_bias: Bool, activation: Int](
+    res: Floats, t: Int, tz: Int, j: Int, count: Int, rows: Int, n: Int, op: Pointer[Float32, MutAnyOrigin], bp: Floats
+):
+    """Writes a tile kernel's `res` (tiles t .. t + tz - 1, tz <= 2, by panel rows j .. j + count - 1)
+    into the (rows, n) output at op: plus the bias, through the activation, live lanes only."""
+    for r in range(count):
+        comptime for z in range(2):
+            if z < tz:
+                var y = res.load[width=LANES]((r * tz + z) * LANES)
+                comptime if with_bias:
+                    y += bp.load(j + r)
+                y = activate[activation, LANES](y)
+                var m = (t + z) * LANES
+                for l in range(min(LANES, rows - m)):
+                    op.store((m + l) * n + j + r, y[l])
+
+
 def tiled_dot[
     enc: Int, with_bias: Bool, activation: Int, pairs: Bool = False
 ](
@@ -689,6 +758,7 @@ def tiled_dot[
     tiles, run of panels) from a shared counter, pack each panel of weight rows once (bf16
     pairs are read as stored) and multiply it by every tile of the group, two at a time."""
     comptime R = panel_rows[enc]()
+    comptime S = sub_blocks[enc]()
     comptime INTS = integer_dots[enc]()
     comptime FLOATS = not INTS and not pairs
     var rows = x.dim_size(0)
@@ -709,7 +779,7 @@ def tiled_dot[
     var xbt = alloc[BFloat16](tiles * LANES * k if pairs else 1)
     var xdt = alloc[Float32](tiles * chunks * LANES + 1)
     var xst = alloc[Float32](tiles * chunks * LANES if has_mins[enc]() else 1)
-    var xct = alloc[Int32](tiles * chunks * LANES if enc == Q8_0 else 1)
+    var xct = alloc[Int32](tiles * chunks * S * LANES if needs_shares[enc]() else 1)
     comptime if INTS:
         quantize_rows[False](xp, rows, k, xq, xd, sums, xct)
         tile_quantized[enc](xq, xd, sums, rows, k, xt, xdt, xst, xct)
@@ -717,42 +787,26 @@ def tiled_dot[
         tile_pairs(xp, rows, k, xbt)
     else:
         tile_floats(xp, rows, k, xft)
-    var group = max(2, TILE_BYTES // (LANES * k * (1 if INTS else 2 if pairs else 4)) // 2 * 2)  # tiles
-    var groups = (tiles + group - 1) // group
+    var group = tile_group(k, 1 if INTS else 2 if pairs else 4)
     var panels = (n + R - 1) // R
+    var run = panel_run(panels)
     var workers = num_physical_cores()
-    var run = max(1, panels // (workers * RUNS_PER_CORE))  # panels per work item
-    var runs = (panels + run - 1) // run
     var next_item = alloc[Int64](1)
     next_item[0] = 0
 
-    def store(t: Int, tz: Int, j: Int, count: Int, res: Floats) {var rows, var n, var op, var bp}:
-        """Writes the tile kernel's `res` for tiles t .. t + tz - 1 and panel rows j .. j + count - 1."""
-        for r in range(count):
-            comptime for z in range(2):
-                if z < tz:
-                    var y = res.load[width=LANES]((r * tz + z) * LANES)
-                    comptime if with_bias:
-                        y += bp.load(j + r)
-                    y = activate[activation, LANES](y)
-                    var m = (t + z) * LANES
-                    for l in range(min(LANES, rows - m)):
-                        op.store((m + l) * n + j + r, y[l])
-
-    def work(worker: Int) {var rows, var k, var n, var row_bytes, var wp, var chunks, var tiles, var xt, var xft, var xbt, var xdt, var xst, var xct, var group, var panels, var run, var runs, var groups, var next_item, var store}:
+    def work(worker: Int) {var rows, var k, var n, var row_bytes, var wp, var bp, var op, var chunks, var tiles, var xt, var xft, var xbt, var xdt, var xst, var xct, var group, var panels, var run, var next_item}:
         var wq = alloc[UInt8](R * k if INTS else 1)
         var wf = alloc[Float32](R * k if FLOATS else 1)
-        var ws = alloc[Float32](R * chunks + 1)
+        var ws = alloc[Float32](R * chunks * S + 1)
         var wm = alloc[Float32](R * chunks + 1)
         var res = alloc[Float32](R * 2 * LANES)
         while True:
-            var item = Int(Atomic[Int64].fetch_add(next_item, 1))
-            if item >= groups * runs:
+            var item = claim_work(next_item, tiles, group, panels, run)
+            if item[0] == item[1]:
                 break
-            var t0 = (item // runs) * group
-            var t1 = min(t0 + group, tiles)
-            var p0 = (item % runs) * run
-            for p in range(p0, min(p0 + run, panels)):
+            var t0 = item[0]
+            var t1 = item[1]
+            for p in range(item[2], item[3]):
                 var j = p * R
                 var count = min(R, n - j)
                 comptime if not pairs:
@@ -763,9 +817,9 @@ def tiled_dot[
                     comptime if INTS:
                         var xa = t * chunks * LANES
                         if tz == 2:
-                            int_tile[enc, 2](wq, ws, wm, k, xt + t * LANES * k, xdt + xa, xst + xa, xct + xa, res)
+                            int_tile[enc, 2](wq, ws, wm, k, xt + t * LANES * k, xdt + xa, xst + xa, xct + xa * S, res)
                         else:
-                            int_tile[enc, 1](wq, ws, wm, k, xt + t * LANES * k, xdt + xa, xst + xa, xct + xa, res)
+                            int_tile[enc, 1](wq, ws, wm, k, xt + t * LANES * k, xdt + xa, xst + xa, xct + xa * S, res)
                     elif pairs:
                         if tz == 2:
                             pair_tile[2](wp + j * row_bytes, row_bytes, count, k, xbt + t * LANES * k, res)
@@ -776,7 +830,7 @@ def tiled_dot[
                             float_tile[R, 2](wf, k, xft + t * LANES * k, res)
                         else:
                             float_tile[R, 1](wf, k, xft + t * LANES * k, res)
-                    store(t, tz, j, count, res)
+                    store_tiles[with_bias, activation](res, t, tz, j, count, rows, n, op, bp)
                     t += tz
         wq.free()
         wf.free()

@@ -23,7 +23,8 @@ from std.sys import num_physical_cores
 from std.sys.intrinsics import PrefetchOptions, prefetch
 
 from .quantized import (
-    GELU_TANH, LANES, NO_ACTIVATION, RUNS_PER_CORE, TILE_BYTES, Floats, MutFloats, activate, float_tile, tile_floats,
+    GELU_TANH, LANES, NO_ACTIVATION, Floats, MutFloats, activate, claim_work, float_tile, panel_run, store_tiles,
+    tile_floats, tile_group,
 )
 
 comptime WIDTH = 16  # float32 lanes per dot-product step
@@ -146,15 +147,7 @@ def panel_by_tiles[
             float_tile[PANEL, 2](panel, k, xt + t * LANES * k, res)
         else:
             float_tile[PANEL, 1](panel, k, xt + t * LANES * k, res)
-        for r in range(count):
-            for z in range(tz):
-                var y = res.load[width=LANES]((r * tz + z) * LANES)
-                comptime if with_bias:
-                    y += bp.load(j + r)
-                y = activate[activation, LANES](y)
-                var m = (t + z) * LANES
-                for l in range(min(LANES, rows - m)):
-                    op.store((m + l) * n + j + r, y[l])
+        store_tiles[with_bias, activation](res, t, tz, j, count, rows, n, op, bp)
         t += tz
 
 
@@ -179,26 +172,23 @@ def tiled_row_dot[
     var tiles = (rows + LANES - 1) // LANES
     var xt = alloc[Float32](tiles * LANES * k)
     tile_floats(xp, rows, k, xt)
-    var group = max(2, TILE_BYTES // (LANES * k * 4) // 2 * 2)  # tiles
-    var groups = (tiles + group - 1) // group
+    var group = tile_group(k, 4)
     var panels = (n + PANEL - 1) // PANEL
+    var run = panel_run(panels)
     var workers = num_physical_cores()
-    var run = max(1, panels // (workers * RUNS_PER_CORE))  # panels per work item
-    var runs = (panels + run - 1) // run
     var next_item = alloc[Int64](1)
     next_item[0] = 0
 
-    def work(worker: Int) {var rows, var k, var n, var wp, var bp, var op, var tiles, var xt, var group, var groups, var panels, var run, var runs, var next_item}:
+    def work(worker: Int) {var rows, var k, var n, var wp, var bp, var op, var tiles, var xt, var group, var panels, var run, var next_item}:
         var last = alloc[Float32](PANEL * k)
         var res = alloc[Float32](PANEL * 2 * LANES)
         while True:
-            var item = Int(Atomic[Int64].fetch_add(next_item, 1))
-            if item >= groups * runs:
+            var item = claim_work(next_item, tiles, group, panels, run)
+            if item[0] == item[1]:
                 break
-            var t0 = (item // runs) * group
-            var t1 = min(t0 + group, tiles)
-            var p0 = (item % runs) * run
-            for p in range(p0, min(p0 + run, panels)):
+            var t0 = item[0]
+            var t1 = item[1]
+            for p in range(item[2], item[3]):
                 var j = p * PANEL
                 var count = min(PANEL, n - j)
                 if count == PANEL:
