@@ -23,11 +23,22 @@ class Completion:
 
     prompt: str
     prompt_ids: list[int]
-    prompt_text: str = ""  # the prompt ids decoded, to cut continuations from
     token_ids: list[int] = field(default_factory=list)
     text: str = ""
     finish_reason: str | None = None
     emitted: int = 0  # characters of `text` already streamed
+    # Where the next decode starts and how far `text` has read, as indices into prompt + output ids.
+    window_start: int = 0
+    read_at: int = 0
+
+    def ids_from(self, start: int, stop: int | None = None) -> list[int]:
+        """Ids start .. stop - 1 of the prompt followed by the output (to the end: stop None)."""
+        prompt = len(self.prompt_ids)
+        if start >= prompt:
+            return self.token_ids[start - prompt : None if stop is None else stop - prompt]
+        if stop is not None and stop <= prompt:
+            return self.prompt_ids[start:stop]
+        return self.prompt_ids[start:] + self.token_ids[: None if stop is None else stop - prompt]
 
     @property
     def done(self) -> bool:
@@ -108,6 +119,9 @@ def check_batch_memory(config: ModelConfig, lengths: Sequence[int], new_tokens: 
         )
 
 
+CONTEXT_TOKENS = 5  # prompt tokens decoded before the first output tokens (see `_update_text`)
+
+
 class TextGenerator:
     """Generates text for one or more prompts with a loaded model."""
 
@@ -128,7 +142,10 @@ class TextGenerator:
         options.check()
         encoded = encode_prompts(self.tokenizer, self.model.config, prompts)
         check_batch_memory(self.model.config, [len(ids) for ids in encoded], options.max_new_tokens, self._itemsize())
-        self.completions = [Completion(p, ids, self.tokenizer.decode(ids)) for p, ids in zip(prompts, encoded)]
+        self.completions = [
+            Completion(p, ids, window_start=max(0, len(ids) - CONTEXT_TOKENS), read_at=len(ids))
+            for p, ids in zip(prompts, encoded)
+        ]
         eos = set() if options.ignore_eos else set(self.tokenizer.eos_token_ids)
         hold = max((len(s) for s in options.stop), default=1) - 1
         for step_tokens in self.engine.generate([c.prompt_ids for c in self.completions], options):
@@ -137,7 +154,8 @@ class TextGenerator:
                     continue
                 token = int(step_tokens[row])
                 if token in eos:
-                    completion.finish_reason = "eos"
+                    self._update_text(completion, options.stop, flush=True)
+                    completion.finish_reason = completion.finish_reason or "eos"
                 else:
                     completion.token_ids.append(token)
                     self._update_text(completion, options.stop)
@@ -148,6 +166,8 @@ class TextGenerator:
             if all(c.done for c in self.completions):
                 return
         for row, completion in enumerate(self.completions):
+            if not completion.done:
+                self._update_text(completion, options.stop, flush=True)
             if not completion.done:
                 at_context = len(completion.prompt_ids) + len(completion.token_ids) >= self.model.config.context_length
                 completion.finish_reason = "context" if at_context else "length"
@@ -165,17 +185,30 @@ class TextGenerator:
             pass
         return self.completions
 
-    def _update_text(self, completion: Completion, stops: Sequence[str]) -> None:
-        # Decode prompt + whole suffix each time and keep what follows the
-        # prompt's text: multi-byte characters split across tokens come out
-        # whole, and tokenizers that drop a leading space when decoding a
-        # fragment (sentencepiece) keep it.
-        full = self.tokenizer.decode(completion.prompt_ids + completion.token_ids)
-        if full.startswith(completion.prompt_text):
-            completion.text = full[len(completion.prompt_text) :]
-        else:
-            completion.text = self.tokenizer.decode(completion.token_ids)
-        found = [at for at in (completion.text.find(stop) for stop in stops) if at >= 0]
+    def _update_text(self, completion: Completion, stops: Sequence[str], flush: bool = False) -> None:
+        """Appends the text of the output tokens not read yet: the ids from `window_start` on,
+        decoded with and without them, differ by it. Those few tokens of context make a fragment
+        decode as it does in the whole text (sentencepiece keeps the space it drops at a
+        fragment's start; a character split over tokens comes out whole), and each step
+        decodes a handful of tokens however long the output. Text ending in half a character
+        waits for the next token, unless `flush` (the output is complete). Context that decodes
+        to nothing but spaces reaches further back: sentencepiece drops every space before a
+        fragment's first visible character."""
+        start = completion.window_start
+        before = self.tokenizer.decode(completion.ids_from(start, completion.read_at))
+        while start > 0 and not before.strip():
+            start = max(0, start - CONTEXT_TOKENS)
+            before = self.tokenizer.decode(completion.ids_from(start, completion.read_at))
+        after = self.tokenizer.decode(completion.ids_from(start))
+        if len(after) <= len(before) or (after.endswith("\ufffd") and not flush):
+            return
+        searched = len(completion.text)
+        completion.text += after[len(before) :]
+        completion.window_start = completion.read_at
+        completion.read_at = len(completion.prompt_ids) + len(completion.token_ids)
+        found = [
+            at for at in (completion.text.find(stop, max(0, searched - len(stop) + 1)) for stop in stops) if at >= 0
+        ]
         if found:
             completion.text = completion.text[: min(found)]
             completion.finish_reason = "stop"
