@@ -8,7 +8,7 @@ import pytest
 
 from conftest import GPT2_TOKENIZER, STORIES
 from zoo.core.checkpoints.tokenizer import Tokenizer, load_tokenizer
-from zoo.core.runtime.generation import Completion, TextGenerator, _safe_delta
+from zoo.core.runtime.generation import Completion, TextGenerator, _emit
 
 PROMPT = "Once upon a time, in a café by the sea, 猫 said"
 
@@ -26,21 +26,16 @@ class Streamer(TextGenerator):
 
 
 def stream(tokenizer: Tokenizer, prompt_ids: list[int], output: list[int], stops=()) -> tuple[Completion, str]:
-    """Feeds `output` one token at a time as `TextGenerator.stream` does; returns the completion
-    and the concatenated deltas a caller saw."""
-    streamer, hold = Streamer(tokenizer), max((len(s) for s in stops), default=1) - 1
-    completion = Completion("", prompt_ids, window_start=max(0, len(prompt_ids) - 5), read_at=len(prompt_ids))
-    seen = ""
+    """Feeds `output` one token at a time as `TextGenerator.stream` does (no end-of-sequence
+    token, a context longer than the output); returns the completion and the text streamed."""
+    streamer, completion, seen = Streamer(tokenizer), Completion.start("", prompt_ids), ""
     for token in output:
-        completion.token_ids.append(token)
-        streamer._update_text(completion, stops)
-        delta = completion.text[completion.emitted :] if completion.done else _safe_delta(completion, hold)
-        completion.emitted += len(delta)
-        seen += delta
+        streamer._take(completion, token, set(), stops)
+        seen += _emit(completion, stops)
         if completion.done:
             return completion, seen
-    streamer._update_text(completion, stops, flush=True)
-    return completion, seen + completion.text[completion.emitted :]
+    streamer._end(completion, stops, context_length=len(prompt_ids) + len(output) + 1)
+    return completion, seen + _emit(completion, stops)
 
 
 def whole_text(tokenizer: Tokenizer, prompt_ids: list[int], output: list[int]) -> str:

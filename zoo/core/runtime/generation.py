@@ -17,6 +17,9 @@ if TYPE_CHECKING:
     from zoo.core.loader import LoadedModel
 
 
+CONTEXT_TOKENS = 5  # prompt tokens decoded before the first output tokens (see `_update_text`)
+
+
 @dataclass
 class Completion:
     """One prompt's result; `finish_reason` is eos, stop, length or context."""
@@ -39,6 +42,12 @@ class Completion:
         if stop is not None and stop <= prompt:
             return self.prompt_ids[start:stop]
         return self.prompt_ids[start:] + self.token_ids[: None if stop is None else stop - prompt]
+
+    @classmethod
+    def start(cls, prompt: str, ids: list[int]) -> Completion:
+        """A completion of `prompt` (token ids `ids`) with nothing generated yet, whose text is
+        read with the prompt's last CONTEXT_TOKENS tokens as context."""
+        return cls(prompt, ids, window_start=max(0, len(ids) - CONTEXT_TOKENS), read_at=len(ids))
 
     @property
     def done(self) -> bool:
@@ -119,9 +128,6 @@ def check_batch_memory(config: ModelConfig, lengths: Sequence[int], new_tokens: 
         )
 
 
-CONTEXT_TOKENS = 5  # prompt tokens decoded before the first output tokens (see `_update_text`)
-
-
 class TextGenerator:
     """Generates text for one or more prompts with a loaded model."""
 
@@ -142,38 +148,23 @@ class TextGenerator:
         options.check()
         encoded = encode_prompts(self.tokenizer, self.model.config, prompts)
         check_batch_memory(self.model.config, [len(ids) for ids in encoded], options.max_new_tokens, self._itemsize())
-        self.completions = [
-            Completion(p, ids, window_start=max(0, len(ids) - CONTEXT_TOKENS), read_at=len(ids))
-            for p, ids in zip(prompts, encoded)
-        ]
+        self.completions = [Completion.start(p, ids) for p, ids in zip(prompts, encoded)]
         eos = set() if options.ignore_eos else set(self.tokenizer.eos_token_ids)
-        hold = max((len(s) for s in options.stop), default=1) - 1
         for step_tokens in self.engine.generate([c.prompt_ids for c in self.completions], options):
             for row, completion in enumerate(self.completions):
                 if completion.done:
                     continue
-                token = int(step_tokens[row])
-                if token in eos:
-                    self._update_text(completion, options.stop, flush=True)
-                    completion.finish_reason = completion.finish_reason or "eos"
-                else:
-                    completion.token_ids.append(token)
-                    self._update_text(completion, options.stop)
-                delta = completion.text[completion.emitted :] if completion.done else _safe_delta(completion, hold)
+                self._take(completion, int(step_tokens[row]), eos, options.stop)
+                delta = _emit(completion, options.stop)
                 if delta:
-                    completion.emitted += len(delta)
                     yield row, delta
             if all(c.done for c in self.completions):
                 return
         for row, completion in enumerate(self.completions):
             if not completion.done:
-                self._update_text(completion, options.stop, flush=True)
-            if not completion.done:
-                at_context = len(completion.prompt_ids) + len(completion.token_ids) >= self.model.config.context_length
-                completion.finish_reason = "context" if at_context else "length"
-                delta = completion.text[completion.emitted :]
+                self._end(completion, options.stop, self.model.config.context_length)
+                delta = _emit(completion, options.stop)
                 if delta:
-                    completion.emitted += len(delta)
                     yield row, delta
 
     def _itemsize(self) -> int:
@@ -184,6 +175,22 @@ class TextGenerator:
         for _ in self.stream(prompts, options):
             pass
         return self.completions
+
+    def _take(self, completion: Completion, token: int, eos: set[int], stops: Sequence[str]) -> None:
+        """Adds one generated token to `completion`, or ends it at an end-of-sequence token."""
+        if token in eos:
+            self._update_text(completion, stops, flush=True)
+            completion.finish_reason = completion.finish_reason or "eos"
+        else:
+            completion.token_ids.append(token)
+            self._update_text(completion, stops)
+
+    def _end(self, completion: Completion, stops: Sequence[str], context_length: int) -> None:
+        """Ends a completion the engine stopped: its last text read, at the token limit or the context."""
+        self._update_text(completion, stops, flush=True)
+        if not completion.done:
+            at_context = len(completion.prompt_ids) + len(completion.token_ids) >= context_length
+            completion.finish_reason = "context" if at_context else "length"
 
     def _update_text(self, completion: Completion, stops: Sequence[str], flush: bool = False) -> None:
         """Appends the text of the output tokens not read yet: the ids from `window_start` on,
@@ -214,10 +221,15 @@ class TextGenerator:
             completion.finish_reason = "stop"
 
 
-def _safe_delta(completion: Completion, hold: int) -> str:
-    """New text that can no longer change: not a half character, not a possible stop-string start."""
-    text = completion.text
-    end = len(text) - hold
-    while end > completion.emitted and text[end - 1] == "\ufffd":
-        end -= 1
-    return text[completion.emitted : end] if end > completion.emitted else ""
+def _emit(completion: Completion, stops: Sequence[str]) -> str:
+    """The text of `completion` not streamed yet that can no longer change, marked as streamed:
+    all of it once the completion is done; before that, not a half character and not a
+    possible start of one of `stops`."""
+    text, end = completion.text, len(completion.text)
+    if not completion.done:
+        end -= max((len(s) for s in stops), default=1) - 1
+        while end > completion.emitted and text[end - 1] == "\ufffd":
+            end -= 1
+    delta = text[completion.emitted : end] if end > completion.emitted else ""
+    completion.emitted += len(delta)
+    return delta
