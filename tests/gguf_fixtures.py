@@ -21,7 +21,11 @@ from typing import Any
 
 from conftest import SHARED_DATA, STORIES, save_gpt2_tokenizer
 
-LLAMACPP_HOME = Path(os.environ.get("LLAMACPP_HOME", Path.home() / ".cache" / "zoo-llamacpp"))
+LLAMACPP_HOME = Path(os.environ.get("LLAMACPP_HOME", Path.home() / ".cache" / "zoo-llamacpp-noamx"))
+# llama.cpp built for the host CPU uses its AMX tiles where the CPU lists them, and on some such
+# virtual machines those kernels die (SIGILL or SIGSEGV in ggml_backend_amx_mul_mat) on any
+# quantized prompt: its reference tools are built without AMX (the AVX-512 kernels remain).
+NO_AMX = "-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
 LLAMACPP_BUILD = SHARED_DATA.parent / "tools" / "llamacpp-bench.sh"
 GGUF_DATA = SHARED_DATA / "gguf"
 TEXT = SHARED_DATA / "texts" / "little-stories.txt"
@@ -121,7 +125,7 @@ _RAW_CONFIG_RUNNER = (
 def llamacpp() -> Path:
     """llama.cpp's source folder (converter, gguf-py) with its tools built in build/bin: built
     once per machine by ../shared/tools/llamacpp-bench.sh (from the llama-cpp-python sdist on
-    PyPI, about 15 minutes on 2 cores), one test process at a time."""
+    PyPI, about 15 minutes on 2 cores; without AMX, `NO_AMX`), one test process at a time."""
     import fcntl
 
     src = LLAMACPP_HOME / "src"
@@ -133,7 +137,8 @@ def llamacpp() -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not all(tool.exists() for tool in tools):
             done = subprocess.run(["bash", str(LLAMACPP_BUILD), "build"], capture_output=True, text=True,
-                                  env={**os.environ, "LLAMACPP_HOME": str(LLAMACPP_HOME), "PYTHON": sys.executable})
+                                  env={**os.environ, "LLAMACPP_HOME": str(LLAMACPP_HOME), "PYTHON": sys.executable,
+                                       **{flags: f"{os.environ.get(flags, '')} {NO_AMX}".strip() for flags in ("CFLAGS", "CXXFLAGS")}})
             if done.returncode != 0 or not all(tool.exists() for tool in tools):
                 raise RuntimeError(f"building llama.cpp's tools failed:\n{done.stderr[-3000:]}")
     return src
