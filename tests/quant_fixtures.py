@@ -56,16 +56,6 @@ def quantized_activations(x: np.ndarray) -> np.ndarray:
     return (q.astype(np.float64) * scale.astype(np.float64)).reshape(x.shape)
 
 
-def bf16_pair_dots() -> bool:
-    """Whether this CPU has AVX512-BF16, with which zoo's kernel multiplies 16 or more rows of x
-    by bf16 weights as llama.cpp does: x rounded to bf16, products summed in float32."""
-    try:
-        with open("/proc/cpuinfo") as info:
-            return any(line.startswith("flags") and "avx512_bf16" in line.split() for line in info)
-    except OSError:
-        return False
-
-
 def bf16_rounded(x: np.ndarray) -> np.ndarray:
     """float32 x rounded to the nearest bfloat16 (ties to even), as float64."""
     bits = x.astype(np.float32).view(np.uint32).astype(np.uint64)

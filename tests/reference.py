@@ -60,6 +60,18 @@ def assert_matches_transformers(hf, model, prompts: list[list[int]], steps: int 
     return worst
 
 
+def step_differences(hf, model, prompts: list[list[int]], steps: int = 10) -> list[float]:
+    """Each row's largest logit difference from transformers' full recompute, at every cached step."""
+    tokens, logits = cached_decode(model, prompts, steps)
+    worst = []
+    for row, prompt in enumerate(prompts):
+        sequence = list(prompt)
+        for step, step_logits in enumerate(logits):
+            worst.append(float(np.abs(step_logits[row] - reference_logits(hf, sequence)).max()))
+            sequence.append(int(tokens[step, row]))
+    return worst
+
+
 def random_hf(kind: str, hf_config: dict, seed: int):
     """A transformers model of `kind` whose every weight, bias and norm scale is random."""
     import torch

@@ -27,7 +27,7 @@ from quant_fixtures import INTEGER_DOT_ENCODINGS, quantized_reference, random_en
 # Encodings whose projections in LLAMA run on zoo's kernel (x rounded per block of 32): the
 # Q4_K ones have rows in multiples of 32 and take MAX's matmul instead.
 ZOO_KERNEL_ENCODINGS = tuple(e for e in INTEGER_DOT_ENCODINGS if e != "q4_k")
-from reference import assert_matches_transformers, cached_decode, reference_logits, recomputed_greedy, reference_greedy
+from reference import cached_decode, recomputed_greedy, reference_greedy, reference_logits, step_differences
 from zoo.core.checkpoints.quantized import QuantizedWeight
 from zoo.core.errors import OptionsError
 
@@ -139,14 +139,8 @@ def test_encoded_logits_match_transformers_at_every_cached_step(encoded_llama):
     prompts = [rng.integers(3, LLAMA["vocab_size"], size=n).tolist() for n in (9, 4)]
     quantized = [m for name, m in hf.named_modules() if isinstance(m, torch.nn.Linear) and _encoding_for(f"{name}.weight") in ZOO_KERNEL_ENCODINGS]
     assert len(quantized) == 8  # the Q8_0, Q5_K and Q6_K projections
-    tokens, logits = cached_decode(model, prompts, 10)
-    worst = []
     with quantized_reference(hf, quantized) as reference:
-        for row, prompt in enumerate(prompts):
-            sequence = list(prompt)
-            for step, step_logits in enumerate(logits):
-                worst.append(float(np.abs(step_logits[row] - reference_logits(reference, sequence)).max()))
-                sequence.append(int(tokens[step, row]))
+        worst = step_differences(reference, model, prompts)
     assert max(worst) < ACTIVATION_TOLERANCE and float(np.median(worst)) < TYPICAL_STEP_TOLERANCE, worst
 
 
@@ -182,12 +176,14 @@ def test_quantize_in_memory_matches_transformers(quantized_gpt2):
     projections = [m for name, m in hf.named_modules() if name.endswith(("c_attn", "c_proj", "c_fc")) or name == "lm_head"]
     assert len(projections) == 9
     # Logits here reach 14: where float32 noise leaves an activation on a rounding boundary of its
-    # 8-bit quantization (1 step in 10 or so), zoo and the reference round it apart, which moves the
-    # logits by up to max|x| / 127 * max|w| (0.1 measured); the other steps agree to 1e-5.
+    # 8-bit quantization (1 step in 10 or so), zoo and the reference round it apart, which moves
+    # that step's logits by about max|x| / 127 * max|w| (0.1-0.25 measured on two CPUs); the other
+    # steps agree to float32 noise.
     prompt = model.encode("The quick brown fox")
     with quantized_reference(hf, projections) as reference:
-        assert_matches_transformers(reference, model.loaded, prompts, atol=0.15)
+        worst = step_differences(reference, model.loaded, prompts)
         expected = recomputed_greedy(reference, prompt, 12)
+    assert max(worst) < ACTIVATION_TOLERANCE and float(np.median(worst)) < 1e-4, worst
     assert model.generate("The quick brown fox", max_new_tokens=12, greedy=True, ignore_eos=True) == model.decode(expected)
 
 
