@@ -1,5 +1,5 @@
-"""`weight_arena.gather`: host weights copied into one huge-page mapping, sources in read-only file
-mappings dropped from the process as they are copied."""
+"""`weight_arena.gather`: host weights copied into one huge-page mapping, sources in mapped files
+dropped from the process as they are copied."""
 
 from __future__ import annotations
 
@@ -43,19 +43,28 @@ def _resident_kib(path) -> int:
     return total
 
 
-def test_a_read_only_file_mapping_is_released_and_still_reads(tmp_path):
+@pytest.mark.parametrize("mode, wrap", [("r", np.asarray), ("c", torch.from_numpy)])
+def test_a_file_mapping_is_released_and_still_reads(tmp_path, mode, wrap):
+    """A view of a mapped file, read-only or copy-on-write (a GGUF file's), as NumPy's view or as
+    a torch tensor over it (a float GGUF tensor), gives back its pages once copied."""
     data = np.random.default_rng(1).integers(0, 256, size=(64, 8192), dtype=np.uint8)
     path = tmp_path / "weights.bin"
     data.tofile(path)
-    mapped = np.memmap(path, dtype=np.uint8, mode="r").reshape(64, 8192)
-    view = np.asarray(mapped[16:48])  # a plain view, as a GGUF tensor's data is
+    mapped = np.memmap(path, dtype=np.uint8, mode=mode).reshape(64, 8192)
+    view = wrap(np.asarray(mapped[16:48]))
     assert int(view.sum()) > 0
     before = _resident_kib(path)
     assert before >= view.nbytes // 1024
     gathered = weight_arena.gather({"w": view})
-    np.testing.assert_array_equal(gathered["w"], data[16:48])
+    np.testing.assert_array_equal(np.asarray(gathered["w"]), data[16:48])
     assert _resident_kib(path) <= before - view.nbytes // 1024
-    np.testing.assert_array_equal(view, data[16:48])  # read back from the page cache
+    np.testing.assert_array_equal(np.asarray(view), data[16:48])  # read back from the page cache
+
+
+def test_memory_outside_mapped_files_is_left_alone():
+    array = np.ones((64, 8192), dtype=np.uint8)
+    weight_arena.gather({"a": array})
+    assert int(array.sum()) == array.size  # an anonymous page dropped would read back as zeros
 
 
 def test_weights_too_large_for_the_memory_stay_where_they_are(monkeypatch):

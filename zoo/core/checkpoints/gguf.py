@@ -50,7 +50,8 @@ class GGUFFile:
 
         self.path = path
         try:
-            self.reader = FastArrayReader(str(path), "r")
+            # copy-on-write: tensors are views of the file that torch can take as writable
+            self.reader = FastArrayReader(str(path), "c")
         except Exception as error:
             text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise WeightsError(f"cannot read GGUF file {path}: {text}") from None
@@ -226,12 +227,13 @@ def _value(name: str, tensor: Any) -> Any:
 
     kind = tensor.tensor_type.name
     shape = tuple(int(d) for d in reversed(tensor.shape.tolist()))
+    # float tensors are views of the mapped file: the weight arena copies them once
     if kind == "F32":
-        return torch.from_numpy(np.array(tensor.data, dtype=np.float32).reshape(shape))
+        return torch.from_numpy(np.asarray(tensor.data).view(np.float32).reshape(shape))
     if kind == "F16":
-        return torch.from_numpy(np.array(tensor.data, dtype=np.float16).reshape(shape))
+        return torch.from_numpy(np.asarray(tensor.data).view(np.float16).reshape(shape))
     if kind == "BF16":
-        raw = np.array(tensor.data).view(np.int16).reshape(shape)
+        raw = np.asarray(tensor.data).view(np.int16).reshape(shape)
         return torch.from_numpy(raw).view(torch.bfloat16)
     if kind in QUANTIZED_TYPES:
         data = np.asarray(tensor.data)
