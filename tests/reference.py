@@ -48,16 +48,9 @@ def cached_decode(model, prompts: list[list[int]], steps: int) -> tuple[np.ndarr
 def assert_matches_transformers(hf, model, prompts: list[list[int]], steps: int = 10, atol: float = 1e-4) -> float:
     """Each row's logits at every cached step equal transformers' full recompute (within
     `atol`: float32 noise by default); returns the max diff."""
-    tokens, logits = cached_decode(model, prompts, steps)
-    worst = 0.0
-    for row, prompt in enumerate(prompts):
-        sequence = list(prompt)
-        for step in range(steps):
-            expected = reference_logits(hf, sequence)
-            np.testing.assert_allclose(logits[step][row], expected, atol=atol, rtol=0)
-            worst = max(worst, float(np.abs(logits[step][row] - expected).max()))
-            sequence.append(int(tokens[step, row]))
-    return worst
+    worst = step_differences(hf, model, prompts, steps)
+    assert all(difference <= atol for difference in worst), f"largest logit difference per step: {worst} (atol {atol})"
+    return max(worst)
 
 
 def step_differences(hf, model, prompts: list[list[int]], steps: int = 10) -> list[float]:

@@ -16,7 +16,9 @@ sources in half the available memory, the weights stay where they are.
 
 from __future__ import annotations
 
+import bisect
 import ctypes
+import math
 import mmap
 from collections.abc import Mapping
 from functools import cache
@@ -63,7 +65,8 @@ def gather(weights: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def file_mappings() -> list[tuple[int, int]]:
-    """The (start, end) addresses of this process's mappings of files (from /proc/self/maps)."""
+    """The (start, end) addresses of this process's mappings of files (from /proc/self/maps,
+    which lists them in address order)."""
     spans = []
     try:
         with open("/proc/self/maps") as maps:
@@ -80,7 +83,8 @@ def file_mappings() -> list[tuple[int, int]]:
 def drop_file_pages(address: int, nbytes: int, files: list[tuple[int, int]]) -> None:
     """Drops from this process the whole pages of [address, address + nbytes) when that range
     lies in one of the mapped `files`; later reads fetch them again from the file."""
-    if not any(start <= address and address + nbytes <= end for start, end in files):
+    below = bisect.bisect_right(files, (address, math.inf)) - 1  # the last mapping starting at or before it
+    if below < 0 or address + nbytes > files[below][1]:
         return
     first = -(-address // mmap.PAGESIZE) * mmap.PAGESIZE
     last = (address + nbytes) // mmap.PAGESIZE * mmap.PAGESIZE
