@@ -69,6 +69,18 @@ def test_the_key_changes_with_every_part_and_with_the_code():
     assert base != graph_cache.graph_key(("any_length", "llama", '{"rope_theta":10000.0}'), modules=["pytest"])
 
 
+def test_the_config_in_the_key_leaves_out_what_only_generation_reads():
+    """A GGUF file and the checkpoint it came from often differ only in their BOS/EOS ids:
+    their graphs are the same, and so is their key."""
+    from zoo.core.resolve import resolve_model
+
+    config = resolve_model(str(STORIES / "hf")).config
+    other_ids = config.model_copy(update={"eos_token_ids": (7, 8), "bos_token_id": 3})
+    assert other_ids.graph_json() == config.graph_json()
+    wider = config.model_copy(update={"context_length": 2 * config.context_length})
+    assert wider.graph_json() != config.graph_json()
+
+
 def test_pruning_removes_the_least_recently_used_first(tmp_path):
     now = time.time()
     for age, name in enumerate(["newest", "middle", "oldest"]):

@@ -1,13 +1,21 @@
-"""`weight_arena.gather`: host weights copied into one huge-page mapping, sources in mapped files
-dropped from the process as they are copied."""
+"""`weight_arena.gather`: host weights copied one at a time into one huge-page mapping, sources in
+mapped files dropped from the process as they are copied."""
 
 from __future__ import annotations
+
+import weakref
 
 import numpy as np
 import pytest
 import torch
 
 from zoo.core import weight_arena
+
+
+def gather(weights: dict) -> dict:
+    """`weight_arena.gather` over a dict, in an arena of the size it needs."""
+    reserve = weight_arena.capacity([int(w.nbytes) for w in weights.values()], len(weights))
+    return weight_arena.gather(weights.items(), reserve)
 
 
 def test_copies_keep_values_kinds_and_shapes_page_aligned_in_one_mapping():
@@ -18,7 +26,7 @@ def test_copies_keep_values_kinds_and_shapes_page_aligned_in_one_mapping():
         "bf16": torch.from_numpy(rng.standard_normal((3, 9), dtype=np.float32)).to(torch.bfloat16),
         "strided": torch.arange(12, dtype=torch.float32).reshape(3, 4).t(),
     }
-    gathered = weight_arena.gather(weights)
+    gathered = gather(weights)
     assert list(gathered) == list(weights)
     assert isinstance(gathered["encoded"], np.ndarray)
     np.testing.assert_array_equal(gathered["encoded"], weights["encoded"])
@@ -55,7 +63,7 @@ def test_a_file_mapping_is_released_and_still_reads(tmp_path, mode, wrap):
     assert int(view.sum()) > 0
     before = _resident_kib(path)
     assert before >= view.nbytes // 1024
-    gathered = weight_arena.gather({"w": view})
+    gathered = gather({"w": view})
     np.testing.assert_array_equal(np.asarray(gathered["w"]), data[16:48])
     assert _resident_kib(path) <= before - view.nbytes // 1024
     np.testing.assert_array_equal(np.asarray(view), data[16:48])  # read back from the page cache
@@ -63,18 +71,42 @@ def test_a_file_mapping_is_released_and_still_reads(tmp_path, mode, wrap):
 
 def test_memory_outside_mapped_files_is_left_alone():
     array = np.ones((64, 8192), dtype=np.uint8)
-    weight_arena.gather({"a": array})
+    gather({"a": array})
     assert int(array.sum()) == array.size  # an anonymous page dropped would read back as zeros
 
 
 def test_weights_too_large_for_the_memory_stay_where_they_are(monkeypatch):
     monkeypatch.setattr(weight_arena, "available_memory", lambda: 1024)
     weight = torch.ones(1000)
-    assert weight_arena.gather({"w": weight})["w"] is weight
+    assert gather({"w": weight})["w"] is weight
 
 
 @pytest.mark.parametrize("kind", [np.float16, np.int8])
 def test_numpy_dtypes_pass_through(kind):
     array = np.arange(24, dtype=kind).reshape(4, 6)
-    gathered = weight_arena.gather({"a": array})["a"]
+    gathered = gather({"a": array})["a"]
     assert gathered.dtype == array.dtype and np.array_equal(gathered, array)
+
+
+def test_each_weight_is_let_go_once_copied():
+    """A generator's weights are copied as they come: none is still held when the next is made."""
+    made: list[weakref.ref] = []
+
+    def weights():
+        for index in range(4):
+            assert all(ref() is None for ref in made)
+            weight = torch.full((256, 256), float(index))
+            made.append(weakref.ref(weight))
+            yield f"w{index}", weight
+            del weight
+
+    gathered = weight_arena.gather(weights(), weight_arena.capacity([256 * 256 * 4] * 4, 4))
+    assert [float(w[0, 0]) for w in gathered.values()] == [0.0, 1.0, 2.0, 3.0]
+
+
+def test_a_weight_past_the_reserve_stays_where_it_is():
+    small, large = torch.ones(16), torch.ones(1 << 20)
+    reserve = weight_arena.capacity([small.nbytes], 1)
+    gathered = weight_arena.gather([("small", small), ("large", large)], reserve)
+    assert gathered["small"] is not small and torch.equal(gathered["small"], small)
+    assert gathered["large"] is large

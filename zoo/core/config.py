@@ -34,6 +34,9 @@ LIMITS = {
 }
 
 
+GENERATION_FIELDS = {"eos_token_ids", "bos_token_id"}  # read by generation, not by the graph
+
+
 class ModelConfig(BaseModel):
     """Fields the shared engine needs; architectures subclass and add their own.
 
@@ -57,6 +60,11 @@ class ModelConfig(BaseModel):
     @classmethod
     def from_hf(cls, hf: Mapping[str, Any]) -> "ModelConfig":
         raise NotImplementedError
+
+    def graph_json(self) -> str:
+        """The config as JSON, less what only generation reads (the BOS and EOS ids): the
+        part of it that shapes a compiled graph."""
+        return self.model_dump_json(exclude=GENERATION_FIELDS)
 
     def parameter_count(self) -> int | None:
         """Number of parameters, when the architecture can tell from the config."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
 DEVICES = ("auto", "cpu", "gpu")
 DTYPES = ("float32", "bfloat16")
+PIECES_PER_WEIGHT = 8  # at most this many graph values per mapped weight (parts, cut for MAX's matmul)
 
 
 @dataclass
@@ -85,7 +86,8 @@ def prepare_model(
     tokenizer: Path | None = None,
     need_tokenizer: bool = True,
 ) -> PreparedModel:
-    """Resolves and reads `ref`; checks the tokenizer against the model's vocabulary."""
+    """Resolves and reads `ref`; checks the tokenizer against the model's vocabulary (when
+    `need_tokenizer`: a model run on token ids alone never builds a file's own tokenizer)."""
     resolved = resolve_model(ref, registry)
     checkpoint = read_checkpoint(resolved, registry, weights=weights, tokenizer=tokenizer, need_tokenizer=need_tokenizer)
     config = resolved.config
@@ -93,7 +95,7 @@ def prepare_model(
         if architecture_for(checkpoint.hf_config, registry or default_registry()) is not resolved.architecture:
             raise ConfigError(f"{ref}: the downloaded config.json names another architecture than expected")
         config = make_config(resolved.architecture, checkpoint.hf_config)
-    tok = checkpoint.tokenizer
+    tok = checkpoint.tokenizer if need_tokenizer else None  # a deferred one stays unbuilt
     if tok is not None and tok.vocab_size > config.vocab_size:
         raise TokenizerError(
             f"the tokenizer has {tok.vocab_size} tokens but the model's vocabulary is {config.vocab_size}; "
@@ -277,13 +279,14 @@ def compile_model(
     if not isinstance(mapped, Mapping):
         raise PluginError(f"plugin {architecture.plugin or 'unknown'!r}: {architecture.name}'s weight mapper returned a "
                           f"{type(mapped).__name__}, not a dict of tensors")
+    mapped = dict(mapped)
     return compile_mapped(architecture, config, mapped, device, dtype, before_compile, quantize=quantize, keep_encoded=keep_encoded)
 
 
 def compile_mapped(
     architecture: Architecture,
     config: ModelConfig,
-    mapped: Mapping[str, Any],
+    mapped: dict[str, Any],
     device: Device,
     dtype: DType,
     before_compile: Callable[[], None] | None = None,
@@ -299,6 +302,10 @@ def compile_mapped(
     them, and `quantize` encodes float ones (`quantization.prepare_weights`); otherwise
     every weight is decoded to `dtype`. The head records the weight bytes a decode step
     reads and how many weights each encoding holds.
+
+    `mapped` is left empty: its tensors are taken one at a time into the graph's weights
+    (on the host, one huge-page arena), so a source copied or converted on the way is
+    freed as soon as its copy is placed, and the weights are never all held twice.
     """
     from max.experimental import functional as F
     from max.experimental.tensor import default_device, default_dtype
@@ -328,24 +335,34 @@ def compile_mapped(
             mapped, set(holders), quantize=quantize, keep_encoded=keep_encoded and device.is_host,
             output=quantization.output_weight(set(mapped), tied),
         )
+        mapped.clear()  # `held` has every source now, and lets each go once it is placed
         for name, tensor in held.items():
             if isinstance(tensor, (QuantizedWeight, StackedRows)):
                 holders[name].hold_encoded(tensor)
     if before_compile is not None:
         before_compile()
     encoded = any(isinstance(t, (QuantizedWeight, StackedRows)) for t in held.values())
-    torch_dtype = torch_dtype_for(dtype)
-    weights: dict[str, Any] = {}
-    for name, tensor in held.items():
-        if isinstance(tensor, (QuantizedWeight, StackedRows)):
-            weights.update(holders[name].held_values(f"model.{name}", tensor, lambda t: _as_dtype(t, torch_dtype)))
-        else:
-            weights[f"model.{name}"] = _as_dtype(tensor, torch_dtype)
-    if device.is_host:
-        weights = weight_arena.gather(weights)  # huge pages: the decode stream runs faster
     per_token = quantization.bytes_per_token(held, tied=tied, itemsize=dtype.size_in_bytes)
     encodings = quantization.describe_encodings(held)
-    del held
+    torch_dtype = torch_dtype_for(dtype)
+
+    def graph_values() -> Iterator[tuple[str, Any]]:
+        """(name, value) of what the graph takes, made one weight at a time and taken out of
+        `held`, so that each source is freed once its values are placed."""
+        while held:
+            name = next(iter(held))
+            tensor = held.pop(name)
+            if isinstance(tensor, (QuantizedWeight, StackedRows)):
+                yield from holders[name].held_values(f"model.{name}", tensor, lambda t: _as_dtype(t, torch_dtype)).items()
+            else:
+                yield f"model.{name}", _as_dtype(tensor, torch_dtype)
+            del tensor
+
+    if device.is_host:  # into huge pages: the decode stream runs faster
+        sizes = [quantization.held_bytes(t, dtype.size_in_bytes) for t in held.values()]
+        weights = weight_arena.gather(graph_values(), weight_arena.capacity(sizes, PIECES_PER_WEIGHT * len(sizes)))
+    else:
+        weights = dict(graph_values())
     extensions = [kernels.package()] if encoded or kernels.applies(device, dtype) else []
     device_ref = DeviceRef.from_device(device)
     started = time.perf_counter()
@@ -354,7 +371,7 @@ def compile_mapped(
         types = input_types(config, dtype, device_ref, seqlen=seqlen)
         if not device.is_host:
             return head.compile(*types, weights=weights, custom_extensions=extensions)
-        parts = (role, architecture.name, type(config).__qualname__, config.model_dump_json(), dtype.name)
+        parts = (role, architecture.name, type(config).__qualname__, config.graph_json(), dtype.name)
         return graph_cache.compile_module(head, types, weights, extensions, parts)
 
     graph = CompiledHead(compile_head("any_length", "seqlen", extensions))

@@ -110,16 +110,19 @@ def bytes_per_token(weights: Mapping[str, Any], *, tied: bool, itemsize: int) ->
     bytes per value), except lookup tables (the token embedding unless it is also the
     output projection, position embeddings), of which a step reads one row. MoE models
     count every expert (a step reads only the routed ones)."""
-    total = 0
-    for name, tensor in weights.items():
-        if (name == "embed_tokens.weight" and not tied) or name.startswith("learned_positions."):
-            continue
-        for part in tensor.parts if isinstance(tensor, StackedRows) else (tensor,):
-            if isinstance(part, QuantizedWeight):
-                total += part.nbytes
-            else:
-                total += int(np.prod(tuple(part.shape))) * itemsize
-    return total
+    return sum(
+        held_bytes(tensor, itemsize)
+        for name, tensor in weights.items()
+        if not ((name == "embed_tokens.weight" and not tied) or name.startswith("learned_positions."))
+    )
+
+
+def held_bytes(tensor: Any, itemsize: int) -> int:
+    """Bytes one weight takes as held: encoded parts as stored, float ones at `itemsize` bytes a value."""
+    return sum(
+        part.nbytes if isinstance(part, QuantizedWeight) else int(np.prod(tuple(part.shape))) * itemsize
+        for part in (tensor.parts if isinstance(tensor, StackedRows) else (tensor,))
+    )
 
 
 def describe_encodings(weights: Mapping[str, Any]) -> dict[str, int]:

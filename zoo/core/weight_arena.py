@@ -7,11 +7,13 @@ bandwidth. On a 2-core EPYC (transparent huge pages on request, the usual
 `madvise` setting) a Q8_0 model of GPT-2's size took 5.0-5.4 ms a decode step
 from the arena against 5.6-5.8 ms before, in alternating runs.
 
-A weight that views a mapped file (a GGUF tensor, whatever kind of array or
-tensor wraps it) has its pages dropped from the process as it is copied (the
-page cache keeps them, and the view reads them back from there), so a
-checkpoint is not held twice. Where the copies would not fit beside their
-sources in half the available memory, the weights stay where they are.
+The weights are taken one at a time, so the loader makes each (fused, converted
+or repacked for MAX's matmul) just before it is copied and frees it just after:
+a model is never held twice. A weight that views a mapped file (a GGUF tensor,
+whatever kind of array or tensor wraps it) has its pages dropped from the
+process once a copy replaces it (`release_pages`; the page cache keeps them, and
+the view reads them back from there). Where the arena would take more than half
+the available memory, the weights stay where they are.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import bisect
 import ctypes
 import math
 import mmap
-from collections.abc import Mapping
+from collections.abc import Iterable
 from functools import cache
 from typing import Any
 
@@ -30,38 +32,63 @@ HUGE_PAGE = 2 << 20
 ALIGN = 4096  # every tensor starts on its own page boundary
 
 
-def gather(weights: Mapping[str, Any]) -> dict[str, Any]:
-    """Copies of `weights` (torch tensors and numpy arrays, each kept as its own kind) laid out
-    in one huge-page mapping, which the copies keep alive; `weights` itself when it does not fit."""
+def capacity(nbytes: Iterable[int], pieces: int) -> int:
+    """Bytes of an arena for weights of `nbytes` that may be cut into up to `pieces` tensors in
+    all (each starts on its own page). An arena is reserved, not written: what is left unused
+    costs no memory."""
+    return sum(nbytes) + pieces * ALIGN + HUGE_PAGE
+
+
+def gather(weights: Iterable[tuple[str, Any]], reserve: int) -> dict[str, Any]:
+    """Copies of the (name, weight) pairs of `weights` (torch tensors and numpy arrays, each
+    kept as its own kind) laid out in one huge-page mapping of `reserve` bytes (`capacity`),
+    which the copies keep alive. Each pair is copied as it is taken, so a generator that
+    makes its weights one at a time never holds them all beside their copies. A weight
+    past the end of `reserve`, or every weight when `reserve` is more than half the
+    available memory, is kept as it is."""
     import numpy as np
     import torch
 
-    sizes = {name: -(-int(w.nbytes) // ALIGN) * ALIGN for name, w in weights.items()}
-    total = sum(sizes.values()) + HUGE_PAGE
     available = available_memory()
-    if not hasattr(mmap, "MADV_HUGEPAGE") or (available is not None and total > available / 2):
+    if not hasattr(mmap, "MADV_HUGEPAGE") or (available is not None and reserve > available / 2):
         return dict(weights)
-    region = mmap.mmap(-1, total, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    region = mmap.mmap(-1, reserve, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
     region.madvise(mmap.MADV_HUGEPAGE)
     base = torch.frombuffer(region, dtype=torch.uint8)
     offset = -base.data_ptr() % HUGE_PAGE
-    files = file_mappings()
     gathered: dict[str, Any] = {}
-    for name, weight in weights.items():
-        place = base[offset : offset + int(weight.nbytes)]
+    for name, weight in weights:
+        nbytes = int(weight.nbytes)
+        if offset + nbytes > reserve:
+            gathered[name] = weight
+            continue
+        place = base[offset : offset + nbytes]
         if isinstance(weight, np.ndarray):
             copy = place.numpy().view(weight.dtype).reshape(weight.shape)
             np.copyto(copy, weight)
-            contiguous, address = weight.flags.c_contiguous, weight.ctypes.data
         else:
             copy = place.view(weight.dtype).view(weight.shape)
             copy.copy_(weight)
-            contiguous, address = weight.is_contiguous(), weight.data_ptr()
-        if contiguous:
-            drop_file_pages(address, int(weight.nbytes), files)
+        release_pages(weight)
         gathered[name] = copy
-        offset += sizes[name]
+        offset += -(-nbytes // ALIGN) * ALIGN
+        del weight  # not held while the next one is made
     return gathered
+
+
+def release_pages(weight: Any) -> None:
+    """Drops from this process the pages of a mapped file that `weight` (a contiguous numpy
+    array or torch tensor) views, once a copy has replaced it; anything else is left alone.
+    The mappings are read afresh each time: an address a file no longer holds may be
+    anonymous memory by now."""
+    import numpy as np
+
+    if isinstance(weight, np.ndarray):
+        contiguous, address = weight.flags.c_contiguous, weight.ctypes.data
+    else:
+        contiguous, address = weight.is_contiguous(), weight.data_ptr()
+    if contiguous:
+        drop_file_pages(address, int(weight.nbytes), file_mappings())
 
 
 def file_mappings() -> list[tuple[int, int]]:

@@ -77,10 +77,19 @@ class EncodedWeight:
         weight = self.layout(weight)
         parts = [weight] if isinstance(weight, QuantizedWeight) else weight.parts
         return {
-            part_name(name, i): (repack(part.data, part.encoding) if self.packs(part) else part.data)
+            part_name(name, i): (self._repacked(part) if self.packs(part) else part.data)
             if isinstance(part, QuantizedWeight) else as_float(part)
             for i, part in enumerate(parts)
         }
+
+    @staticmethod
+    def _repacked(part: QuantizedWeight) -> Any:
+        """`part`'s rows repacked; the stored rows, no longer needed, give back their file pages."""
+        from zoo.core.weight_arena import release_pages
+
+        packed = repack(part.data, part.encoding)
+        release_pages(part.data)
+        return packed
 
 
 class Projection(EncodedWeight, Linear):

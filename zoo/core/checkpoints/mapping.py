@@ -45,7 +45,12 @@ def concat_rows(*tensors: Any) -> Any:
         return stack_rows(tensors)
     import torch
 
-    return torch.cat(tensors, dim=0)
+    from zoo.core.weight_arena import release_pages
+
+    fused = torch.cat(tensors, dim=0)
+    for tensor in tensors:  # the fused copy replaces them: views of a file give back its pages
+        release_pages(tensor)
+    return fused
 
 
 def move(source: Layer, name: str, target: dict[str, Any], new_name: str) -> None:

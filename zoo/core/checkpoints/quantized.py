@@ -101,7 +101,11 @@ class QuantizedWeight:
         encodings = {p.encoding for p in parts}
         if len(encodings) != 1 or len({p.shape[1] for p in parts}) != 1:
             raise WeightsError("cannot fuse weights of different encodings or widths")
+        from zoo.core.weight_arena import release_pages
+
         data = np.concatenate([p.data for p in parts], axis=0)
+        for part in parts:  # the joined copy replaces them: views of a file give back its pages
+            release_pages(part.data)
         return QuantizedWeight(parts[0].encoding, (int(data.shape[0]), parts[0].shape[1]), data)
 
 
