@@ -76,19 +76,21 @@ def gather(weights: Iterable[tuple[str, Any]], reserve: int) -> dict[str, Any]:
     return gathered
 
 
-def release_pages(weight: Any) -> None:
-    """Drops from this process the pages of a mapped file that `weight` (a contiguous numpy
-    array or torch tensor) views, once a copy has replaced it; anything else is left alone.
-    The mappings are read afresh each time: an address a file no longer holds may be
-    anonymous memory by now."""
+def release_pages(*weights: Any) -> None:
+    """Drops from this process the pages of a mapped file that each of `weights` (contiguous
+    numpy arrays or torch tensors) views, once copies have replaced them; anything else is
+    left alone. The mappings are read afresh each time: an address a file no longer holds
+    may be anonymous memory by now."""
     import numpy as np
 
-    if isinstance(weight, np.ndarray):
-        contiguous, address = weight.flags.c_contiguous, weight.ctypes.data
-    else:
-        contiguous, address = weight.is_contiguous(), weight.data_ptr()
-    if contiguous:
-        drop_file_pages(address, int(weight.nbytes), file_mappings())
+    files = file_mappings()
+    for weight in weights:
+        if isinstance(weight, np.ndarray):
+            contiguous, address = weight.flags.c_contiguous, weight.ctypes.data
+        else:
+            contiguous, address = weight.is_contiguous(), weight.data_ptr()
+        if contiguous:
+            drop_file_pages(address, int(weight.nbytes), files)
 
 
 def file_mappings() -> list[tuple[int, int]]:

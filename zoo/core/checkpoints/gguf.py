@@ -294,12 +294,19 @@ def per_head_qkv_order(rows: int, heads: int) -> np.ndarray:
 
 
 def take_rows(value: Any, order: np.ndarray) -> Any:
-    """Rows of a float tensor (or bias) or a QuantizedWeight in `order`."""
+    """Rows of a float tensor (or bias) or a QuantizedWeight in `order` (a copy: the file pages
+    `value` views are given back)."""
+    from zoo.core.weight_arena import release_pages
+
     if isinstance(value, QuantizedWeight):
-        return value.take_rows(order)
+        taken = value.take_rows(order)
+        release_pages(value.data)
+        return taken
     import torch
 
-    return value[torch.from_numpy(order)].contiguous()
+    taken = value[torch.from_numpy(order)].contiguous()
+    release_pages(value)
+    return taken
 
 
 def load(path: Path, tokenizer_path: Path | None = None, registry: Registry | None = None) -> Checkpoint:

@@ -48,8 +48,7 @@ def concat_rows(*tensors: Any) -> Any:
     from zoo.core.weight_arena import release_pages
 
     fused = torch.cat(tensors, dim=0)
-    for tensor in tensors:  # the fused copy replaces them: views of a file give back its pages
-        release_pages(tensor)
+    release_pages(*tensors)  # the fused copy replaces them: views of a file give back its pages
     return fused
 
 

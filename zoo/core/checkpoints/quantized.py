@@ -104,8 +104,7 @@ class QuantizedWeight:
         from zoo.core.weight_arena import release_pages
 
         data = np.concatenate([p.data for p in parts], axis=0)
-        for part in parts:  # the joined copy replaces them: views of a file give back its pages
-            release_pages(part.data)
+        release_pages(*(part.data for part in parts))  # the joined copy replaces them
         return QuantizedWeight(parts[0].encoding, (int(data.shape[0]), parts[0].shape[1]), data)
 
 
