@@ -230,13 +230,19 @@ def test_weights_stay_float_where_no_module_holds_them_encoded():
 
     rng = np.random.default_rng(4)
     encoded = random_encoded("q8_0", 4, 64, rng)
-    mapped = {"a.weight": encoded, "b.weight": encoded, "c.weight": torch.ones(4, 64)}
-    held = prepare_weights(mapped, {"a.weight", "c.weight"}, quantize=None, keep_encoded=True, output="c.weight")
-    assert held["a.weight"] is encoded and held["c.weight"] is mapped["c.weight"]
+    ones = torch.ones(4, 64)
+
+    def mapped() -> dict:
+        return {"a.weight": encoded, "b.weight": encoded, "c.weight": ones}
+
+    given = mapped()
+    held = prepare_weights(given, {"a.weight", "c.weight"}, quantize=None, keep_encoded=True, output="c.weight")
+    assert held["a.weight"] is encoded and held["c.weight"] is ones
+    assert given == {}  # taken out one at a time
     np.testing.assert_array_equal(held["b.weight"], encoded.dequantize())
-    off = prepare_weights(mapped, {"a.weight"}, quantize=None, keep_encoded=False, output="c.weight")
+    off = prepare_weights(mapped(), {"a.weight"}, quantize=None, keep_encoded=False, output="c.weight")
     np.testing.assert_array_equal(off["a.weight"], encoded.dequantize())
-    requantized = prepare_weights(mapped, {"a.weight", "c.weight"}, quantize="q4_0", keep_encoded=True, output="x")
+    requantized = prepare_weights(mapped(), {"a.weight", "c.weight"}, quantize="q4_0", keep_encoded=True, output="x")
     assert requantized["a.weight"].encoding == requantized["c.weight"].encoding == "q4_0"
 
 

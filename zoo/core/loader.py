@@ -335,7 +335,6 @@ def compile_mapped(
             mapped, set(holders), quantize=quantize, keep_encoded=keep_encoded and device.is_host,
             output=quantization.output_weight(set(mapped), tied),
         )
-        mapped.clear()  # `held` has every source now, and lets each go once it is placed
         for name, tensor in held.items():
             if isinstance(tensor, (QuantizedWeight, StackedRows)):
                 holders[name].hold_encoded(tensor)

@@ -54,30 +54,46 @@ def choose_encoding(name: str, columns: int, quantize: str, output: str) -> str 
 
 
 def prepare_weights(
-    mapped: Mapping[str, Any], holders: set[str], *, quantize: str | None, keep_encoded: bool, output: str
+    mapped: dict[str, Any], holders: set[str], *, quantize: str | None, keep_encoded: bool, output: str
 ) -> dict[str, Any]:
     """What the model holds for each mapped weight: encoded (`QuantizedWeight`, or
     `StackedRows` for fused parts in different encodings) where the weight's module can
     hold it (`holders`) and encodings are kept (`keep_encoded`), re-encoded whole in the
     `--quantize` encoding when one is asked; float (NumPy float32 for decoded weights)
     everywhere else. A bfloat16 or float16 weight a module can hold stays in its 16 bits
-    (`as_stored`), as a quantized one stays encoded."""
+    (`as_stored`), as a quantized one stays encoded.
+
+    The weights are taken out of `mapped` one at a time (it is left empty): a weight
+    re-encoded or decoded here is let go, and its file pages given back, as soon as what
+    replaces it is made."""
     prepared: dict[str, Any] = {}
-    for name, tensor in mapped.items():
+    while mapped:
+        name = next(iter(mapped))
+        tensor = mapped.pop(name)
         encoded = isinstance(tensor, (QuantizedWeight, StackedRows))
         if not (keep_encoded and name in holders):
-            prepared[name] = tensor.dequantize() if encoded else tensor
+            prepared[name] = _replacing(tensor, tensor.dequantize()) if encoded else tensor
         elif quantize is None:
             prepared[name] = tensor if encoded else (as_stored(tensor) or tensor)
         else:
             wanted = choose_encoding(name, int(tensor.shape[1]), quantize, output)
             if wanted is None:
-                prepared[name] = as_float32(tensor) if encoded else tensor
+                prepared[name] = _replacing(tensor, as_float32(tensor)) if encoded else tensor
             elif isinstance(tensor, QuantizedWeight) and tensor.encoding == wanted:
                 prepared[name] = tensor
             else:
-                prepared[name] = QuantizedWeight.quantize(as_float32(tensor), wanted)
+                prepared[name] = _replacing(tensor, QuantizedWeight.quantize(as_float32(tensor), wanted))
+        del tensor
     return prepared
+
+
+def _replacing(source: Any, made: Any) -> Any:
+    """`made`, having given back the file pages that `source` (which it replaces) views."""
+    from .weight_arena import release_pages
+
+    parts = source.parts if isinstance(source, StackedRows) else (source,)
+    release_pages(*(part.data if isinstance(part, QuantizedWeight) else part for part in parts))
+    return made
 
 
 _STORED_ENCODINGS = {"torch.bfloat16": "bf16", "torch.float16": "f16"}
