@@ -279,7 +279,7 @@ def compile_model(
     if not isinstance(mapped, Mapping):
         raise PluginError(f"plugin {architecture.plugin or 'unknown'!r}: {architecture.name}'s weight mapper returned a "
                           f"{type(mapped).__name__}, not a dict of tensors")
-    mapped = dict(mapped)
+    mapped = dict(mapped)  # compile_mapped empties it as it takes the weights
     return compile_mapped(architecture, config, mapped, device, dtype, before_compile, quantize=quantize, keep_encoded=keep_encoded)
 
 
