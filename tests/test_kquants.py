@@ -35,7 +35,7 @@ def test_blocks_are_llama_quantizes(encoding):
     assert pairs
     same = rows = ours_error = theirs_error = 0
     for original, theirs in pairs:
-        ours = quantize_k(original, encoding)
+        ours = QuantizedWeight.quantize(original, encoding).data  # encoded on every core, by runs of rows
         assert ours.shape == theirs.shape
         same += int((ours == theirs).all(axis=1).sum())
         rows += len(ours)
@@ -44,6 +44,20 @@ def test_blocks_are_llama_quantizes(encoding):
         theirs_error += float(((dequantize(theirs, kind).reshape(original.shape) - original) ** 2).sum())
     assert same / rows > 0.95
     assert abs(ours_error / theirs_error - 1) < 1e-3
+
+
+@pytest.mark.parametrize("encoding", ["q4_k", "q6_k", "q8_0", "q4_0", "bf16"])
+def test_encoding_by_runs_of_rows_gives_the_bytes_of_one_call(encoding):
+    """A row count that is no multiple of the run length: the same bytes as one call over the whole."""
+    from gguf import GGMLQuantizationType
+    from gguf.quants import quantize
+
+    weight = np.random.default_rng(7).normal(0, 0.05, size=(45, 512)).astype(np.float32)
+    if encoding.endswith("_k"):
+        whole = quantize_k(weight, encoding)
+    else:
+        whole = quantize(weight, GGMLQuantizationType[encoding.upper()]).view(np.uint8)
+    np.testing.assert_array_equal(QuantizedWeight.quantize(weight, encoding).data, whole)
 
 
 @pytest.mark.parametrize("encoding, bound", [("q4_k", 0.08), ("q5_k", 0.04), ("q6_k", 0.02)])

@@ -24,19 +24,15 @@ QK_K = 256
 BLOCK_BYTES = {"q4_k": 144, "q5_k": 176, "q6_k": 210}
 
 
-def quantize_k(array: np.ndarray, encoding: str, chunk_rows: int = 4096) -> np.ndarray:
-    """Encodes a float (rows, cols) array, cols a multiple of 256: uint8 (rows, cols / 256 * block bytes)."""
+def quantize_k(array: np.ndarray, encoding: str) -> np.ndarray:
+    """Encodes a float (rows, cols) array, cols a multiple of 256: uint8 (rows, cols / 256 * block
+    bytes). Its temporaries are a few times the array: callers hand it a few rows at a time."""
     array = np.ascontiguousarray(array, dtype=np.float32)
     rows, cols = array.shape
     if cols % QK_K:
         raise ValueError(f"{encoding} needs rows of a multiple of {QK_K} values, got {cols}")
     encode = {"q4_k": _q4_k, "q5_k": _q5_k, "q6_k": _q6_k}[encoding]
-    out = np.empty((rows, cols // QK_K * BLOCK_BYTES[encoding]), dtype=np.uint8)
-    for start in range(0, rows, chunk_rows):
-        part = array[start : start + chunk_rows]
-        blocks = part.reshape(-1, QK_K)
-        out[start : start + len(part)] = encode(blocks).reshape(len(part), -1)
-    return out
+    return encode(array.reshape(-1, QK_K)).reshape(rows, -1)
 
 
 def _rint(x: np.ndarray) -> np.ndarray:

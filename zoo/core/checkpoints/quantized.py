@@ -11,7 +11,9 @@ each part stays in its own encoding.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +31,24 @@ ENCODINGS: dict[str, tuple[int, int]] = {
     "q5_k": (256, 176),
     "q6_k": (256, 210),
 }
+
+
+ENCODE_ROWS = 32  # rows a thread encodes at a time: its temporaries stay in the cache
+
+
+def _encode_by_rows(array: np.ndarray, encode: Callable[[np.ndarray], np.ndarray], row_bytes: int) -> np.ndarray:
+    """uint8 (rows, row_bytes): `encode` of `array`, run on runs of `ENCODE_ROWS` rows on every
+    core (the encoders are NumPy, which lets go of the GIL in its loops). Each row's blocks
+    are encoded on their own, so the bytes are those of one call over the whole array."""
+    out = np.empty((array.shape[0], row_bytes), dtype=np.uint8)
+
+    def encode_run(start: int) -> None:
+        out[start : start + ENCODE_ROWS] = encode(array[start : start + ENCODE_ROWS]).reshape(-1, row_bytes)
+
+    with ThreadPoolExecutor(max_workers=len(os.sched_getaffinity(0))) as pool:
+        for done in pool.map(encode_run, range(0, array.shape[0], ENCODE_ROWS)):
+            del done
+    return out
 
 
 def _ggml_type(encoding: str) -> object:
@@ -70,18 +90,22 @@ class QuantizedWeight:
         from gguf.quants import quantize
 
         array = np.ascontiguousarray(np.asarray(array, dtype=np.float32))
-        block_values = ENCODINGS[encoding][0] if encoding in ENCODINGS else 1
+        block_values, block_bytes = ENCODINGS.get(encoding, (1, 0))
         if array.ndim != 2 or array.shape[1] % block_values:
             raise WeightsError(f"{encoding} needs rows of a multiple of {block_values} values, got shape {array.shape}")
         if encoding in ("q4_k", "q5_k", "q6_k"):
             from .kquants import quantize_k
 
-            return cls(encoding, (int(array.shape[0]), int(array.shape[1])), quantize_k(array, encoding))
-        try:
-            data = quantize(array, _ggml_type(encoding))
-        except NotImplementedError:
-            raise WeightsError(f"no {encoding} encoder available") from None
-        return cls(encoding, (int(array.shape[0]), int(array.shape[1])), np.ascontiguousarray(data.view(np.uint8)))
+            def encode(rows: np.ndarray) -> np.ndarray:
+                return quantize_k(rows, encoding)
+        else:
+            def encode(rows: np.ndarray) -> np.ndarray:
+                try:
+                    return quantize(rows, _ggml_type(encoding)).view(np.uint8)
+                except NotImplementedError:
+                    raise WeightsError(f"no {encoding} encoder available") from None
+        rows, cols = (int(d) for d in array.shape)
+        return cls(encoding, (rows, cols), _encode_by_rows(array, encode, cols // block_values * block_bytes))
 
     def dequantize(self) -> np.ndarray:
         """The float32 (rows, cols) values."""
