@@ -79,3 +79,8 @@ def test_quantized_weight_round_trip(encoding, bound):
 def test_rows_of_other_widths_are_refused():
     with pytest.raises(WeightsError, match="q4_k needs rows of a multiple of 256 values"):
         QuantizedWeight.quantize(np.zeros((4, 64), dtype=np.float32), "q4_k")
+
+
+def test_an_encoding_zoo_has_no_encoder_for_is_refused():
+    with pytest.raises(WeightsError, match="no q2_k encoder"):
+        QuantizedWeight.quantize(np.ones((2, 256), dtype=np.float32), "q2_k")

@@ -90,7 +90,9 @@ class QuantizedWeight:
         from gguf.quants import quantize
 
         array = np.ascontiguousarray(np.asarray(array, dtype=np.float32))
-        block_values, block_bytes = ENCODINGS.get(encoding, (1, 0))
+        if encoding not in ENCODINGS:
+            raise WeightsError(f"no {encoding} encoder available")
+        block_values, block_bytes = ENCODINGS[encoding]
         if array.ndim != 2 or array.shape[1] % block_values:
             raise WeightsError(f"{encoding} needs rows of a multiple of {block_values} values, got shape {array.shape}")
         if encoding in ("q4_k", "q5_k", "q6_k"):
