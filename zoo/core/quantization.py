@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .checkpoints.quantized import ENCODINGS, QuantizedWeight, StackedRows, as_float32
+from .checkpoints.quantized import ENCODINGS, QuantizedWeight, StackedRows, as_float32, parts_of
 from .errors import OptionsError
 
 QUANTIZE_TYPES = ("q8_0", "q4_0", "q4_k", "q5_k", "q6_k", "bf16")
@@ -91,8 +91,7 @@ def _replacing(source: Any, made: Any) -> Any:
     """`made`, having given back the file pages that `source` (which it replaces) views."""
     from .weight_arena import release_pages
 
-    parts = source.parts if isinstance(source, StackedRows) else (source,)
-    release_pages(*(part.data if isinstance(part, QuantizedWeight) else part for part in parts))
+    release_pages(*(part.data if isinstance(part, QuantizedWeight) else part for part in parts_of(source)))
     return made
 
 
@@ -137,7 +136,7 @@ def held_bytes(tensor: Any, itemsize: int) -> int:
     """Bytes one weight takes as held: encoded parts as stored, float ones at `itemsize` bytes a value."""
     return sum(
         part.nbytes if isinstance(part, QuantizedWeight) else int(np.prod(tuple(part.shape))) * itemsize
-        for part in (tensor.parts if isinstance(tensor, StackedRows) else (tensor,))
+        for part in parts_of(tensor)
     )
 
 
@@ -145,7 +144,7 @@ def describe_encodings(weights: Mapping[str, Any]) -> dict[str, int]:
     """How many weights (or parts of fused weights) each encoding holds ("float" for the rest)."""
     counts: dict[str, int] = {}
     for tensor in weights.values():
-        for part in tensor.parts if isinstance(tensor, StackedRows) else (tensor,):
+        for part in parts_of(tensor):
             key = part.encoding if isinstance(part, QuantizedWeight) else "float"
             counts[key] = counts.get(key, 0) + 1
     return dict(sorted(counts.items()))

@@ -10,7 +10,7 @@ from max.experimental import functional as F
 from max.experimental.nn import Embedding, Linear
 from max.experimental.tensor import Tensor
 
-from zoo.core.checkpoints.quantized import QuantizedWeight, StackedRows
+from zoo.core.checkpoints.quantized import QuantizedWeight, StackedRows, parts_of
 
 from . import kernels
 from .kernels.repack import MAX_ENCODINGS, ROW_MULTIPLE, max_matmul_applies, repack
@@ -20,9 +20,8 @@ def split_for_max_matmul(weight: QuantizedWeight | StackedRows) -> QuantizedWeig
     """`weight` with each part in an encoding MAX's quantized matmul takes, but of a row count
     it does not (a vocabulary of 50257), cut after its last multiple of 32 rows: the rows above
     run on MAX's matmul, the few left on zoo's kernel."""
-    parts = weight.parts if isinstance(weight, StackedRows) else (weight,)
     held: list[Any] = []
-    for part in parts:
+    for part in parts_of(weight):
         rows = int(part.shape[0])
         if isinstance(part, QuantizedWeight) and part.encoding in MAX_ENCODINGS and rows > ROW_MULTIPLE and rows % ROW_MULTIPLE:
             cut = rows // ROW_MULTIPLE * ROW_MULTIPLE
@@ -75,11 +74,10 @@ class EncodedWeight:
         """What the compiled graph takes for the encoded weight `name`: its rows (repacked
         where `packs`), per part for `StackedRows` (float parts through `as_float`)."""
         weight = self.layout(weight)
-        parts = [weight] if isinstance(weight, QuantizedWeight) else weight.parts
         return {
             part_name(name, i): (self._repacked(part) if self.packs(part) else part.data)
             if isinstance(part, QuantizedWeight) else as_float(part)
-            for i, part in enumerate(parts)
+            for i, part in enumerate(parts_of(weight))
         }
 
     @staticmethod

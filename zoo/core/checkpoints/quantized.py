@@ -46,8 +46,7 @@ def _encode_by_rows(array: np.ndarray, encode: Callable[[np.ndarray], np.ndarray
         out[start : start + ENCODE_ROWS] = encode(array[start : start + ENCODE_ROWS]).reshape(-1, row_bytes)
 
     with ThreadPoolExecutor(max_workers=len(os.sched_getaffinity(0))) as pool:
-        for done in pool.map(encode_run, range(0, array.shape[0], ENCODE_ROWS)):
-            del done
+        list(pool.map(encode_run, range(0, array.shape[0], ENCODE_ROWS)))
     return out
 
 
@@ -100,12 +99,9 @@ class QuantizedWeight:
 
             def encode(rows: np.ndarray) -> np.ndarray:
                 return quantize_k(rows, encoding)
-        else:
+        else:  # the gguf package encodes every other encoding zoo has
             def encode(rows: np.ndarray) -> np.ndarray:
-                try:
-                    return quantize(rows, _ggml_type(encoding)).view(np.uint8)
-                except NotImplementedError:
-                    raise WeightsError(f"no {encoding} encoder available") from None
+                return quantize(rows, _ggml_type(encoding)).view(np.uint8)
         rows, cols = (int(d) for d in array.shape)
         return cls(encoding, (rows, cols), _encode_by_rows(array, encode, cols // block_values * block_bytes))
 
@@ -158,6 +154,11 @@ class StackedRows:
         return np.concatenate([as_float32(p) for p in self.parts], axis=0)
 
 
+def parts_of(weight: Any) -> tuple[Any, ...]:
+    """The row groups of a weight: a `StackedRows`' parts, else the weight alone."""
+    return weight.parts if isinstance(weight, StackedRows) else (weight,)
+
+
 def as_float32(weight: Any) -> np.ndarray:
     """A float32 NumPy copy of an encoded, stacked or float weight."""
     if isinstance(weight, (QuantizedWeight, StackedRows)):
@@ -172,7 +173,7 @@ def stack_rows(parts: Sequence[Any]) -> Any:
     (nested stacks flattened, neighbouring parts of one encoding joined)."""
     flat: list[Any] = []
     for part in parts:
-        for piece in part.parts if isinstance(part, StackedRows) else (part,):
+        for piece in parts_of(part):
             last = flat[-1] if flat else None
             if isinstance(piece, QuantizedWeight) and isinstance(last, QuantizedWeight) and last.encoding == piece.encoding:
                 flat[-1] = QuantizedWeight.concat_rows([last, piece])
