@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import sys
 import pytest
 
 from cli_helpers import zoo
+from conftest import SHARED_DATA, STORIES
 from gpt2_fixtures import TINY, make_checkpoint
 from reference import reference_greedy
 
@@ -31,6 +33,35 @@ def test_help_and_list_do_not_import_max_or_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# A run's arguments per source: a llama2.c file, safetensors with a sentencepiece model, a GGUF file.
+TORCH_FREE_RUNS = {
+    "llama2c": [str(STORIES / "stories260K.bin")],
+    "safetensors": [str(STORIES / "hf"), "--tokenizer", str(STORIES / "tok512.model")],
+    "gguf": [str(SHARED_DATA / "gguf" / "stories260K-q8_0.gguf")],
+}
+
+
+@pytest.mark.parametrize("source", list(TORCH_FREE_RUNS))
+def test_a_run_in_float32_or_quantized_imports_neither_torch_nor_transformers(source, tmp_path):
+    """The same text with torch and transformers made unimportable as without: float32 and
+    quantized weights load as NumPy arrays, and a GGUF file's tokenizer, once converted
+    (the first run), is read back from zoo's tokenizer cache."""
+    env = {"ZOO_TOKENIZER_CACHE": str(tmp_path)}
+    args = ["run", *TORCH_FREE_RUNS[source], "-p", "Once upon a time", "-n", "12", "--greedy"]
+    expected = zoo(*args, env=env)
+    assert expected.returncode == 0, expected.stderr
+    code = (
+        "import sys\n"
+        "sys.modules['torch'] = sys.modules['transformers'] = None\n"
+        "from zoo.cli import main\n"
+        "main(sys.argv[1:])\n"
+    )
+    blocked = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                             env={**os.environ, **env}, stdin=subprocess.DEVNULL, timeout=900)
+    assert blocked.returncode == 0, blocked.stderr
+    assert blocked.stdout == expected.stdout and "a time" in blocked.stdout
 
 
 def test_list_shows_aliases_and_architectures():

@@ -10,6 +10,7 @@ import pytest
 
 from gpt2_fixtures import FULL_124M, TINY, VARIANT, make_checkpoint
 from reference import cached_decode, reference_greedy, reference_logits
+from zoo.core.checkpoints.arrays import as_float_array
 from zoo.core.runtime.generation import TextGenerator
 from zoo.core.loader import load_model
 from zoo.core.runtime.sampling import SamplingOptions
@@ -146,8 +147,8 @@ def test_cache_write_moves_new_keys_and_values_into_the_cache_layouts(dtype_name
     assert cache.valid[0, :6].all() and cache.valid[1, :5].all() and not cache.valid[0, 6:].any() and not cache.valid[1, 5:].any()
     atol = 0 if dtype_name == "float32" else 2e-2
     for layer in range(config.n_layers):
-        stored_k = cache.keys[layer].float().numpy()
-        stored_v = cache.values[layer].float().numpy()
+        stored_k = as_float_array(cache.keys[layer])
+        stored_v = as_float_array(cache.values[layer])
         for row, filled in ((0, 6), (1, 5)):
             keys = np.concatenate([step[0][layer, row] for step in written], axis=0)[:filled]  # (filled, Hkv, D)
             values = np.concatenate([step[1][layer, row] for step in written], axis=0)[:filled]

@@ -87,5 +87,5 @@ def test_pruning_removes_the_least_recently_used_first(tmp_path):
         path = tmp_path / f"{name}.mef"
         path.write_bytes(b"x" * 100)
         os.utime(path, (now - age * 60, now - age * 60))
-    graph_cache._prune(tmp_path, limit=250)
+    graph_cache.prune_folder(tmp_path, limit=250)
     assert sorted(p.stem for p in tmp_path.glob("*.mef")) == ["middle", "newest"]

@@ -421,7 +421,7 @@ def test_the_pool_memory_max_plans_is_what_the_pool_allocates():
 
     config = GPT2Config.from_hf({"architectures": ["GPT2LMHeadModel"], **TINY})
     cache = KVCache(config, DType.float32, 3, 40)
-    held = sum(t.nelement() * t.element_size() for t in (*cache.keys, *cache.values))
+    held = sum(t.nbytes for t in (*cache.keys, *cache.values))
     assert pool_bytes(config, 4, 3, 40) == held == 2 * 2 * 64 * 3 * 40 * 4
 
 

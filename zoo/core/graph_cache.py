@@ -124,17 +124,22 @@ def store(key: str, export: Callable[[str], None]) -> None:
     """Writes a graph under `key` through `export(path)` (a compiled graph's `export_mef`),
     then prunes the folder. A failure to write leaves the cache as it was."""
     path = _path(key)
-    if path is None:
-        return
+    if path is not None and write_whole(path, lambda staging: export(str(staging))):
+        prune_folder(path.parent, LIMIT_BYTES)
+
+
+def write_whole(path: Path, write: Callable[[Path], None]) -> bool:
+    """Writes `path` through `write(staging)` and renames it into place, so that no reader
+    sees half a file; returns whether it was written (a failure leaves no file behind)."""
     staging = path.with_name(f".{path.name}.{os.getpid()}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        export(str(staging))
+        write(staging)
         os.replace(staging, path)
     except (OSError, RuntimeError):
         staging.unlink(missing_ok=True)
-        return
-    _prune(path.parent, LIMIT_BYTES)
+        return False
+    return True
 
 
 class CachedGraph:
@@ -157,10 +162,10 @@ def _path(key: str) -> Path | None:
     return None if folder is None else folder / f"{key}.mef"
 
 
-def _prune(folder: Path, limit: int) -> None:
-    """Removes the least recently used graphs until the folder holds at most `limit` bytes."""
+def prune_folder(folder: Path, limit: int, pattern: str = "*.mef") -> None:
+    """Removes the least recently used files matching `pattern` until they take at most `limit` bytes."""
     try:
-        files = sorted(folder.glob("*.mef"), key=lambda p: p.stat().st_mtime)
+        files = sorted(folder.glob(pattern), key=lambda p: p.stat().st_mtime)
         sizes = [p.stat().st_size for p in files]
     except OSError:
         return

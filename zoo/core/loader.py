@@ -23,7 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from .architecture import Architecture, Checkpoint, call_plugin, resolve
+from .checkpoints.arrays import as_float_array, is_floating, is_torch
 from .checkpoints.quantized import QuantizedWeight, StackedRows
 from .checkpoints.tokenizer import Tokenizer
 from .config import ModelConfig
@@ -218,14 +221,7 @@ def _shape(tensor: Any) -> tuple[int, ...] | None:
 
 def _is_float(tensor: Any) -> bool:
     """Floating point, or a quantized weight (`QuantizedWeight`), which stands for floats."""
-    import torch
-
-    if isinstance(tensor, QuantizedWeight):
-        return True
-    if isinstance(tensor, torch.Tensor):
-        return tensor.is_floating_point()
-    kind = getattr(getattr(tensor, "dtype", None), "kind", None)
-    return kind == "f"
+    return isinstance(tensor, QuantizedWeight) or is_floating(tensor)
 
 
 def pick_device(name: str) -> Device:
@@ -343,8 +339,7 @@ def compile_mapped(
     encoded = any(isinstance(t, (QuantizedWeight, StackedRows)) for t in held.values())
     per_token = quantization.bytes_per_token(held, tied=tied, itemsize=dtype.size_in_bytes)
     encodings = quantization.describe_encodings(held)
-    torch_dtype = torch_dtype_for(dtype)
-
+    layout = quantization.weight_encodings(held)
     def graph_values() -> Iterator[tuple[str, Any]]:
         """(name, value) of what the graph takes, made one weight at a time and taken out of
         `held`, so that each source is freed once its values are placed."""
@@ -352,9 +347,9 @@ def compile_mapped(
             name = next(iter(held))
             tensor = held.pop(name)
             if isinstance(tensor, (QuantizedWeight, StackedRows)):
-                yield from holders[name].held_values(f"model.{name}", tensor, lambda t: _as_dtype(t, torch_dtype)).items()
+                yield from holders[name].held_values(f"model.{name}", tensor, lambda t: _as_dtype(t, dtype)).items()
             else:
-                yield f"model.{name}", _as_dtype(tensor, torch_dtype)
+                yield f"model.{name}", _as_dtype(tensor, dtype)
             del tensor
 
     if device.is_host:  # into huge pages: the decode stream runs faster
@@ -370,7 +365,7 @@ def compile_mapped(
         types = input_types(config, dtype, device_ref, seqlen=seqlen)
         if not device.is_host:
             return head.compile(*types, weights=weights, custom_extensions=extensions)
-        parts = (role, architecture.name, type(config).__qualname__, config.graph_json(), dtype.name)
+        parts = (role, architecture.name, type(config).__qualname__, config.graph_json(), dtype.name, layout)
         return graph_cache.compile_module(head, types, weights, extensions, parts)
 
     graph = CompiledHead(compile_head("any_length", "seqlen", extensions))
@@ -384,15 +379,20 @@ def compile_mapped(
     return graph, seconds
 
 
-def _as_dtype(tensor: Any, torch_dtype: Any) -> Any:
-    """A float tensor in `torch_dtype`; quantized weights are dequantized (an explicit --dtype asked for it)."""
-    import torch
+def _as_dtype(tensor: Any, dtype: DType) -> Any:
+    """A float weight in `dtype`: a NumPy array for float32, a torch tensor for bfloat16
+    (NumPy has none). Quantized weights are decoded (an explicit --dtype asked for it)."""
+    from max.dtype import DType
 
     if isinstance(tensor, QuantizedWeight):
-        tensor = torch.from_numpy(tensor.dequantize())
-    if not isinstance(tensor, torch.Tensor):
-        tensor = torch.as_tensor(tensor)
-    return tensor.detach().to(torch_dtype).contiguous()
+        tensor = tensor.dequantize()
+    if dtype == DType.float32:
+        return as_float_array(tensor)
+    import torch
+
+    if not is_torch(tensor):
+        tensor = torch.from_numpy(np.ascontiguousarray(tensor))
+    return tensor.detach().to(torch_dtype_for(dtype)).contiguous()
 
 
 def describe_device(device: Device) -> str:

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from .checkpoints.arrays import is_torch
 from .checkpoints.quantized import ENCODINGS, QuantizedWeight, StackedRows, as_float32, parts_of
 from .errors import OptionsError
 
@@ -95,19 +96,21 @@ def _replacing(source: Any, made: Any) -> Any:
     return made
 
 
-_STORED_ENCODINGS = {"torch.bfloat16": "bf16", "torch.float16": "f16"}
+_STORED_ENCODINGS = {"torch.bfloat16": "bf16", "torch.float16": "f16", "float16": "f16"}
 
 
 def as_stored(tensor: Any) -> QuantizedWeight | None:
-    """A 2-D bfloat16 or float16 torch tensor as `bf16` / `f16` rows of the same bits (no
-    rounding), or None for anything else."""
+    """A 2-D bfloat16 or float16 tensor (torch or NumPy) as `bf16` / `f16` rows of the same
+    bits (no rounding), or None for anything else."""
     encoding = _STORED_ENCODINGS.get(str(getattr(tensor, "dtype", "")))
     if encoding is None or getattr(tensor, "ndim", 0) != 2:
         return None
-    import torch
-
     rows, cols = (int(d) for d in tensor.shape)
-    raw = tensor.detach().contiguous().view(torch.int16).numpy().view(np.uint8).reshape(rows, 2 * cols)
+    if is_torch(tensor):
+        import torch
+
+        tensor = tensor.detach().contiguous().view(torch.int16).numpy()
+    raw = np.ascontiguousarray(tensor).view(np.uint8).reshape(rows, 2 * cols)
     return QuantizedWeight(encoding, (rows, cols), raw)
 
 
@@ -137,6 +140,16 @@ def held_bytes(tensor: Any, itemsize: int) -> int:
     return sum(
         part.nbytes if isinstance(part, QuantizedWeight) else int(np.prod(tuple(part.shape))) * itemsize
         for part in parts_of(tensor)
+    )
+
+
+def weight_encodings(weights: Mapping[str, Any]) -> list[tuple[str, tuple[str, ...]]]:
+    """Each weight's name with the encodings of its parts ("float" for float ones), sorted.
+    They shape the graph beyond the held bytes' shapes: bf16 and f16 rows of one weight
+    are bytes of the same shape."""
+    return sorted(
+        (name, tuple(part.encoding if isinstance(part, QuantizedWeight) else "float" for part in parts_of(tensor)))
+        for name, tensor in weights.items()
     )
 
 

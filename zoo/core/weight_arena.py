@@ -47,15 +47,16 @@ def gather(weights: Iterable[tuple[str, Any]], reserve: int) -> dict[str, Any]:
     past the end of `reserve`, or every weight when `reserve` is more than half the
     available memory, is kept as it is."""
     import numpy as np
-    import torch
+
+    from zoo.core.checkpoints.arrays import is_torch
 
     available = available_memory()
     if not hasattr(mmap, "MADV_HUGEPAGE") or (available is not None and reserve > available / 2):
         return dict(weights)
     region = mmap.mmap(-1, reserve, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
     region.madvise(mmap.MADV_HUGEPAGE)
-    base = torch.frombuffer(region, dtype=torch.uint8)
-    offset = -base.data_ptr() % HUGE_PAGE
+    base = np.frombuffer(region, dtype=np.uint8)
+    offset = -base.ctypes.data % HUGE_PAGE
     gathered: dict[str, Any] = {}
     for name, weight in weights:
         nbytes = int(weight.nbytes)
@@ -63,12 +64,14 @@ def gather(weights: Iterable[tuple[str, Any]], reserve: int) -> dict[str, Any]:
             gathered[name] = weight
             continue
         place = base[offset : offset + nbytes]
-        if isinstance(weight, np.ndarray):
-            copy = place.numpy().view(weight.dtype).reshape(weight.shape)
-            np.copyto(copy, weight)
-        else:
-            copy = place.view(weight.dtype).view(weight.shape)
+        if is_torch(weight):
+            import torch
+
+            copy = torch.from_numpy(place).view(weight.dtype).view(weight.shape)
             copy.copy_(weight)
+        else:
+            copy = place.view(weight.dtype).reshape(weight.shape)
+            np.copyto(copy, weight)
         release_pages(weight)
         gathered[name] = copy
         offset += -(-nbytes // ALIGN) * ALIGN
@@ -81,14 +84,11 @@ def release_pages(*weights: Any) -> None:
     numpy arrays or torch tensors) views, once copies have replaced them; anything else is
     left alone. The mappings are read afresh each time: an address a file no longer holds
     may be anonymous memory by now."""
-    import numpy as np
+    from zoo.core.checkpoints.arrays import data_address
 
     files = file_mappings()
     for weight in weights:
-        if isinstance(weight, np.ndarray):
-            contiguous, address = weight.flags.c_contiguous, weight.ctypes.data
-        else:
-            contiguous, address = weight.is_contiguous(), weight.data_ptr()
+        contiguous, address = data_address(weight)
         if contiguous:
             drop_file_pages(address, int(weight.nbytes), files)
 

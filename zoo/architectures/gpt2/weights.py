@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from zoo.core.checkpoints.arrays import contiguous
 from zoo.core.checkpoints.quantized import QuantizedWeight
 
 from .config import GPT2Config
@@ -49,7 +50,7 @@ def map_weights(checkpoint: Mapping[str, Any], config: GPT2Config) -> dict[str, 
         if _SKIPPED.search(name):
             continue
         if name.endswith(_CONV1D) and not isinstance(tensor, QuantizedWeight):
-            tensor = tensor.T.contiguous() if tensor.ndim == 2 else tensor
+            tensor = contiguous(tensor.T) if tensor.ndim == 2 else tensor
         mapped[_rename(name)] = tensor
     return mapped
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from zoo.core.checkpoints.arrays import contiguous
 from zoo.core.checkpoints.mapping import LLAMA_NORMS, Layer, join_layers, move, norm_mapper, split_layers
 
 from .config import GPTNeoXConfig
@@ -59,4 +60,4 @@ def queries_keys_values(tensor: Any, config: GPTNeoXConfig) -> Any:
     if tensor.shape[0] != 3 * heads * dim:
         return tensor
     rest = tuple(tensor.shape[1:])
-    return tensor.reshape(heads, 3, dim, *rest).transpose(0, 1).reshape(3 * heads * dim, *rest).contiguous()
+    return contiguous(tensor.reshape(heads, 3, dim, *rest).swapaxes(0, 1).reshape(3 * heads * dim, *rest))

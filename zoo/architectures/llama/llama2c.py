@@ -150,9 +150,7 @@ def rotate_half_rows(weight: np.ndarray, n_heads: int) -> np.ndarray:
 
 
 def read_tensors(path: Path, header: Llama2cHeader) -> dict[str, Any]:
-    """The checkpoint's tensors as torch tensors under HF `LlamaForCausalLM` names."""
-    import torch
-
+    """The checkpoint's tensors as float32 NumPy arrays under HF `LlamaForCausalLM` names."""
     data = np.fromfile(path, dtype="<f4", offset=HEADER.size)
     arrays: dict[str, np.ndarray] = {}
     start = 0
@@ -170,7 +168,7 @@ def read_tensors(path: Path, header: Llama2cHeader) -> dict[str, Any]:
         layer["wq"] = rotate_half_rows(layer["wq"], header.n_heads)
         layer["wk"] = rotate_half_rows(layer["wk"], header.n_kv_heads)
         tensors.update({f"model.layers.{i}.{_LAYER_NAMES[k]}": v for k, v in layer.items()})
-    return {name: torch.from_numpy(np.ascontiguousarray(a)) for name, a in tensors.items()}
+    return {name: np.ascontiguousarray(a) for name, a in tensors.items()}
 
 
 def load(path: Path, tokenizer_path: Path | None = None) -> Checkpoint:

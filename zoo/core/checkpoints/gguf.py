@@ -22,6 +22,7 @@ import numpy as np
 from zoo.core.architecture import Checkpoint
 from zoo.core.errors import UnsupportedModelError, WeightsError
 
+from .arrays import rows_in_order
 from .gguf_layout import GGUFLayout
 from .quantized import ENCODINGS, QuantizedWeight
 
@@ -222,17 +223,18 @@ def read_tensors(file: GGUFFile, config: Mapping[str, Any], registry: Registry |
 
 
 def _value(name: str, tensor: Any) -> Any:
-    """A GGUF tensor as a torch float tensor or a QuantizedWeight; other types are refused."""
-    import torch
-
+    """A GGUF tensor as a NumPy float array (a torch one for BF16, which NumPy lacks) or a
+    QuantizedWeight; other types are refused."""
     kind = tensor.tensor_type.name
     shape = tuple(int(d) for d in reversed(tensor.shape.tolist()))
     # float tensors are views of the mapped file: the weight arena copies them once
     if kind == "F32":
-        return torch.from_numpy(np.asarray(tensor.data).view(np.float32).reshape(shape))
+        return np.asarray(tensor.data).view(np.float32).reshape(shape)
     if kind == "F16":
-        return torch.from_numpy(np.asarray(tensor.data).view(np.float16).reshape(shape))
+        return np.asarray(tensor.data).view(np.float16).reshape(shape)
     if kind == "BF16":
+        import torch
+
         raw = np.asarray(tensor.data).view(np.int16).reshape(shape)
         return torch.from_numpy(raw).view(torch.bfloat16)
     if kind in QUANTIZED_TYPES:
@@ -241,24 +243,20 @@ def _value(name: str, tensor: Any) -> Any:
             return QuantizedWeight(kind.lower(), shape, data)
         from gguf.quants import dequantize
 
-        return torch.from_numpy(np.asarray(dequantize(data, tensor.tensor_type), dtype=np.float32).reshape(shape))
+        return np.asarray(dequantize(data, tensor.tensor_type), dtype=np.float32).reshape(shape)
     supported = ", ".join((*FLOAT_TYPES, *QUANTIZED_TYPES))
     raise WeightsError(f"tensor {name} has type {kind}, which zoo cannot run (supported: {supported})")
 
 
 def _experts(name: str, tensor: Any) -> list[Any]:
     """A stacked (experts, rows, cols) GGUF tensor split into one 2-D weight per expert."""
-    import torch
-
     kind = tensor.tensor_type.name
     experts, rows, cols = (int(d) for d in reversed(tensor.shape.tolist()))
     if kind in QUANTIZED_TYPES:
         data = np.asarray(tensor.data).reshape(experts, rows, -1)
         return [QuantizedWeight(kind.lower(), (rows, cols), data[j]) for j in range(experts)]
     value = _value(name, tensor)
-    if not isinstance(value, torch.Tensor):
-        raise WeightsError(f"tensor {name}: cannot split experts of type {kind}")
-    return [value[j].clone() for j in range(experts)]
+    return [value[j] for j in range(experts)]  # views of the file, as 2-D tensors are
 
 
 def _undo_conversion(family: GGUFLayout, config: Mapping[str, Any], hf_name: str, kind: str, value: Any) -> Any:
@@ -302,9 +300,7 @@ def take_rows(value: Any, order: np.ndarray) -> Any:
         taken = value.take_rows(order)
         release_pages(value.data)
         return taken
-    import torch
-
-    taken = value[torch.from_numpy(order)].contiguous()
+    taken = rows_in_order(value, order)
     release_pages(value)
     return taken
 

@@ -8,16 +8,21 @@ unless it says otherwise), a byte-level BPE through the
 converter of its pre-tokenizer (`tokenizer.ggml.pre`). BOS is prepended as
 llama.cpp does (`add_bos_token`, by default for sentencepiece vocabularies
 and Llama 3's BPE), and the end-of-generation ids come from the metadata.
+The converted tokenizer is kept in zoo's tokenizer cache (`tokenizer_cache`): a
+later run reads it back with `tokenizers` alone, without importing transformers.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 from zoo.core.errors import TokenizerError
 
+from . import tokenizer_cache
 from .tokenizer import HFTokenizer
 
 # BPE pre-tokenizer name (tokenizer.ggml.pre) -> transformers GGUF converter.
@@ -32,18 +37,47 @@ CONTROL = 3
 
 
 class GGUFTokenizer(HFTokenizer):
-    """A transformers fast tokenizer from GGUF metadata whose end-of-generation ids come from
-    the metadata; it prepends BOS itself where llama.cpp does (its post-processor), so a copy
-    saved with `save_pretrained` encodes the same way."""
+    """A GGUF file's tokenizer as a `tokenizers` backend, which encodes and decodes as
+    transformers' fast tokenizer around it does; that wrapper (`hf`: chat templates,
+    saving) is built only when asked for, so a run that just encodes and decodes never
+    imports transformers once the conversion is cached. The backend prepends BOS itself
+    where llama.cpp does (its post-processor), and the end-of-generation ids come from the
+    metadata."""
 
-    def __init__(self, tokenizer: Any, eos: Sequence[int]) -> None:
-        super().__init__(tokenizer)
+    def __init__(
+        self, backend: Any, special_tokens: dict[str, str], bos: int | None, eos: Sequence[int], chat_template: str | None
+    ) -> None:
+        self.backend = backend
+        self.special_tokens = special_tokens
+        self.bos_token_id = bos
         self.eos_token_ids = tuple(eos)
+        self.chat_template = chat_template or None
+
+    @cached_property
+    def hf(self) -> Any:
+        """transformers' `PreTrainedTokenizerFast` around the backend, special tokens named."""
+        from transformers import PreTrainedTokenizerFast
+
+        hf = PreTrainedTokenizerFast(tokenizer_object=self.backend, **self.special_tokens)
+        if self.chat_template:
+            hf.chat_template = self.chat_template
+        return hf
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.backend.get_vocab_size(with_added_tokens=True))
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.backend.encode(text).ids)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return str(self.backend.decode([int(i) for i in ids], skip_special_tokens=True))
 
 
 def gguf_tokenizer(file: Any, sentencepiece_converter: str = "llama") -> GGUFTokenizer:
     """The tokenizer of a `GGUFFile`; a sentencepiece vocabulary goes through transformers'
-    `sentencepiece_converter` (the architecture's `GGUFLayout` names it)."""
+    `sentencepiece_converter` (the architecture's `GGUFLayout` names it). The converted
+    tokenizer is read from zoo's tokenizer cache when it is there, and stored in it when not."""
     model = file.value("tokenizer.ggml.model")
     tokens = file.value("tokenizer.ggml.tokens")
     if model is None or not tokens:
@@ -66,14 +100,28 @@ def gguf_tokenizer(file: Any, sentencepiece_converter: str = "llama") -> GGUFTok
             details[name] = value
     if model == "llama" and "scores" not in details:
         raise TokenizerError(f"{file.path.name}: its sentencepiece vocabulary has no scores; pass --tokenizer PATH")
-    backend = _convert(converter, details)
     default_bos = model == "llama" or pre in BPE_WITH_BOS
-    add_bos = bool(file.value("tokenizer.ggml.add_bos_token", default_bos))
+    add_bos = bool(file.value("tokenizer.ggml.add_bos_token", default_bos)) and ids["bos"] is not None
     eos = [i for i in dict.fromkeys((ids["eos"], ids["eot"], ids["eom"])) if i is not None]
-    if add_bos and ids["bos"] is not None:
+    named = {"bos_token": ids["bos"], "eos_token": ids["eos"], "unk_token": ids["unknown"], "pad_token": ids["padding"]}
+    special = {key: tokens[i] for key, i in named.items() if i is not None and 0 <= i < len(tokens)}
+    chat_template = file.value("tokenizer.chat_template")
+    key = tokenizer_cache.cache_key([converter, add_bos, special, details], Path(__file__))
+    stored = tokenizer_cache.read(key)
+    if stored is not None:
+        from tokenizers import Tokenizer
+
+        try:
+            return GGUFTokenizer(Tokenizer.from_str(stored), special, ids["bos"], eos, chat_template)
+        except Exception:  # a damaged entry: convert again, and store it anew
+            pass
+    backend = _convert(converter, details)
+    if add_bos:
         _prepend_bos(backend, tokens[ids["bos"]], ids["bos"])
-    hf = _fast_tokenizer(backend, tokens, ids, file.value("tokenizer.chat_template"))
-    return GGUFTokenizer(hf, eos)
+    tokenizer = GGUFTokenizer(backend, special, ids["bos"], eos, chat_template)
+    tokenizer.backend = tokenizer.hf.backend_tokenizer  # with the special tokens transformers registers
+    tokenizer_cache.store(key, tokenizer.backend.to_str())
+    return tokenizer
 
 
 def _converter(model: str, pre: str, sentencepiece_converter: str) -> str:
@@ -112,17 +160,3 @@ def _prepend_bos(backend: Any, bos: str, bos_id: int) -> None:
     backend.post_processor = TemplateProcessing(
         single=f"{bos} $A", pair=f"{bos} $A {bos} $B:1", special_tokens=[(bos, bos_id)]
     )
-
-
-def _fast_tokenizer(backend: Any, tokens: list[str], ids: dict[str, int | None], chat_template: str | None) -> Any:
-    """A `PreTrainedTokenizerFast` around the converted backend, special tokens named."""
-    from transformers import PreTrainedTokenizerFast
-
-    named = {
-        "bos_token": ids["bos"], "eos_token": ids["eos"], "unk_token": ids["unknown"], "pad_token": ids["padding"],
-    }
-    kwargs = {key: tokens[i] for key, i in named.items() if i is not None and 0 <= i < len(tokens)}
-    hf = PreTrainedTokenizerFast(tokenizer_object=backend, **kwargs)
-    if chat_template:
-        hf.chat_template = chat_template
-    return hf

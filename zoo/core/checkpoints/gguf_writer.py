@@ -27,7 +27,7 @@ from zoo.core.errors import OptionsError, UnsupportedModelError, WeightsError
 
 from .gguf import gguf_names, interleaved_rotary_order, per_head_qkv_order
 from .gguf_layout import GGUFLayout, first_of, head_dim
-from .quantized import ENCODINGS, QuantizedWeight
+from .quantized import ENCODINGS, QuantizedWeight, as_float32
 
 if TYPE_CHECKING:
     from zoo.core.architecture import Architecture
@@ -134,16 +134,6 @@ def arch_metadata(family: GGUFLayout, hf: Mapping[str, Any]) -> dict[str, Any]:
 # --- tensors --------------------------------------------------------------------------------------
 
 
-def _float(value: Any) -> np.ndarray:
-    if isinstance(value, QuantizedWeight):
-        return value.dequantize()
-    import torch
-
-    if isinstance(value, torch.Tensor):
-        return value.detach().to(torch.float32).numpy()
-    return np.asarray(value, dtype=np.float32)
-
-
 def gguf_tensors(family: GGUFLayout, hf: Mapping[str, Any], tensors: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """HF-named tensors -> float32 arrays by GGUF name, changed as llama.cpp's converter changes them."""
     n_layers = int(first_of(hf, "num_hidden_layers", "n_layer"))
@@ -158,7 +148,7 @@ def gguf_tensors(family: GGUFLayout, hf: Mapping[str, Any], tensors: Mapping[str
             continue
         if base in expert_names:
             target, xid = expert_names[base]
-            experts.setdefault(f"{target}.{kind}", {})[xid] = _float(value)
+            experts.setdefault(f"{target}.{kind}", {})[xid] = as_float32(value)
             continue
         gguf_base = names.get(base)
         if gguf_base is None:
@@ -183,7 +173,7 @@ def _expert_names(family: GGUFLayout, n_layers: int) -> dict[str, tuple[str, int
 
 def _redo_conversion(family: GGUFLayout, hf: Mapping[str, Any], base: str, kind: str, value: Any) -> np.ndarray:
     was_quantized = isinstance(value, QuantizedWeight)
-    array = _float(value)
+    array = as_float32(value)
     if family.permute_qk and base.endswith(("q_proj", "k_proj")):
         heads = hf["num_attention_heads"] if base.endswith("q_proj") else hf.get("num_key_value_heads") or hf["num_attention_heads"]
         return array[np.argsort(interleaved_rotary_order(array.shape[0], heads))]

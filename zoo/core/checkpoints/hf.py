@@ -130,7 +130,8 @@ def shard_paths(index: Path) -> list[Path]:
 
 
 def read_tensors(path: Path) -> dict[str, Any]:
-    """All tensors of a weights file or shard index, as torch tensors by checkpoint name."""
+    """All tensors of a weights file or shard index by checkpoint name: NumPy arrays (views of
+    a safetensors file), or torch tensors for bfloat16 and for a `.bin` file."""
     if path.name.endswith(".index.json"):
         tensors: dict[str, Any] = {}
         for shard in shard_paths(path):
@@ -144,12 +145,18 @@ _SAFETENSORS_DTYPES = {
     "BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "F8_E8M0": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
     "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8, "C64": 8,
 }
+# safetensors dtype -> the NumPy dtype its bytes are viewed as (BF16 as int16, then as torch's bfloat16)
+_VIEW_DTYPES = {
+    "BOOL": "bool", "U8": "uint8", "I8": "int8", "I16": "int16", "U16": "uint16", "F16": "float16", "BF16": "int16",
+    "I32": "int32", "U32": "uint32", "F32": "float32", "I64": "int64", "U64": "uint64", "F64": "float64", "C64": "complex64",
+}
 MAX_SAFETENSORS_HEADER = 100 << 20
 
 
-def check_safetensors(path: Path) -> None:
+def check_safetensors(path: Path) -> tuple[dict[str, Any], int]:
     """Validates a safetensors file's header before any tensor is read (no torch needed):
-    its length, its JSON, and each tensor's dtype, shape and byte range within the file."""
+    its length, its JSON, and each tensor's dtype, shape and byte range within the file.
+    Returns the tensors' entries by name and where their data starts in the file."""
 
     def bad(reason: str) -> WeightsError:
         return WeightsError(f"cannot read weights {path}: corrupt safetensors file ({reason})")
@@ -173,6 +180,7 @@ def check_safetensors(path: Path) -> None:
     if not isinstance(header, dict):
         raise bad("its header is not a JSON object")
     data = size - 8 - length
+    entries: dict[str, Any] = {}
     for name, entry in header.items():
         if name == "__metadata__":
             if not isinstance(entry, dict) or not all(isinstance(v, str) for v in entry.values()):
@@ -196,6 +204,8 @@ def check_safetensors(path: Path) -> None:
             count *= d
         if count * _SAFETENSORS_DTYPES[dtype] != offsets[1] - offsets[0]:
             raise bad(f"tensor {_show(name)} of shape {shape} and dtype {dtype} does not fill its {offsets[1] - offsets[0]} bytes")
+        entries[name] = entry
+    return entries, 8 + length
 
 
 def _read_file(path: Path) -> dict[str, Any]:
@@ -203,10 +213,11 @@ def _read_file(path: Path) -> dict[str, Any]:
         raise WeightsError(f"weights file {path} does not exist")
     if not path.is_file():
         raise WeightsError(f"weights file {path} is not a regular file")
-    if path.suffix == ".safetensors":
-        check_safetensors(path)
+    entries, start = check_safetensors(path) if path.suffix == ".safetensors" else ({}, 0)
     try:
-        if path.suffix == ".safetensors":
+        if path.suffix == ".safetensors" and all(e["dtype"] in _VIEW_DTYPES for e in entries.values()):
+            tensors = _mapped_safetensors(path, entries, start)
+        elif path.suffix == ".safetensors":  # float8 and other dtypes NumPy lacks
             from safetensors.torch import load_file
 
             tensors = load_file(str(path))
@@ -229,6 +240,29 @@ def _read_file(path: Path) -> dict[str, Any]:
         raise WeightsError(f"cannot read weights {path}: not a PyTorch weights file (the pickle holds more than tensors)") from None
     except Exception as error:
         raise WeightsError(f"cannot read weights {path}: corrupt or not a checkpoint ({_first_line(error)})") from None
+    return tensors
+
+
+def _mapped_safetensors(path: Path, entries: Mapping[str, Any], start: int) -> dict[str, Any]:
+    """The tensors of a checked safetensors file as views of its bytes (a copy-on-write
+    mapping, as a GGUF file's): the weight arena copies each once and gives the file's
+    pages back. BF16 tensors are torch's bfloat16 over the same bytes."""
+    import mmap
+
+    import numpy as np
+
+    with path.open("rb") as f:
+        mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+    tensors: dict[str, Any] = {}
+    for name, entry in entries.items():
+        dtype = np.dtype(_VIEW_DTYPES[entry["dtype"]])
+        first, last = entry["data_offsets"]
+        value = np.frombuffer(mapped, dtype, (last - first) // dtype.itemsize, start + first).reshape(entry["shape"])
+        if entry["dtype"] == "BF16":
+            import torch
+
+            value = torch.from_numpy(value).view(torch.bfloat16)
+        tensors[name] = value
     return tensors
 
 

@@ -43,11 +43,11 @@ def concat_rows(*tensors: Any) -> Any:
 
     if any(isinstance(t, (QuantizedWeight, StackedRows)) for t in tensors):
         return stack_rows(tensors)
-    import torch
-
     from zoo.core.weight_arena import release_pages
 
-    fused = torch.cat(tensors, dim=0)
+    from .arrays import concat
+
+    fused = concat(tensors)
     release_pages(*tensors)  # the fused copy replaces them: views of a file give back its pages
     return fused
 

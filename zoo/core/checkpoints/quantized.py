@@ -21,6 +21,8 @@ import numpy as np
 
 from zoo.core.errors import WeightsError
 
+from .arrays import as_float_array
+
 # encoding -> (values per block, bytes per block)
 ENCODINGS: dict[str, tuple[int, int]] = {
     "bf16": (1, 2),
@@ -163,9 +165,7 @@ def as_float32(weight: Any) -> np.ndarray:
     """A float32 NumPy copy of an encoded, stacked or float weight."""
     if isinstance(weight, (QuantizedWeight, StackedRows)):
         return weight.dequantize()
-    if hasattr(weight, "detach"):
-        return weight.detach().float().numpy()
-    return np.asarray(weight, dtype=np.float32)
+    return as_float_array(weight)
 
 
 def stack_rows(parts: Sequence[Any]) -> Any:

@@ -151,8 +151,7 @@ def load_tokenizer(path: Path) -> Tokenizer:
     if not path.is_file() and not path.is_dir():
         raise TokenizerError(f"tokenizer path {path} is neither a file nor a directory")
     try:
-        with _quiet_transformers():
-            return _load(path)
+        return _load(path)
     except ZooError:
         raise
     except Exception as error:
@@ -167,18 +166,21 @@ def _load(path: Path) -> Tokenizer:
         if path.suffix == ".model":
             return SentencePieceTokenizer(path)
         if path.name.endswith(".json"):
-            from transformers import PreTrainedTokenizerFast
+            with _quiet_transformers():
+                from transformers import PreTrainedTokenizerFast
 
-            return HFTokenizer(PreTrainedTokenizerFast(tokenizer_file=str(path)))
+                return HFTokenizer(PreTrainedTokenizerFast(tokenizer_file=str(path)))
         raise TokenizerError(f"unrecognised tokenizer file {path} (expected tokenizer.json or a sentencepiece .model)")
     if (path / "tokenizer.json").is_file() or (path / "tokenizer_config.json").is_file():
-        from transformers import AutoTokenizer
+        with _quiet_transformers():
+            from transformers import AutoTokenizer
 
-        return HFTokenizer(AutoTokenizer.from_pretrained(str(path), trust_remote_code=False))
+            return HFTokenizer(AutoTokenizer.from_pretrained(str(path), trust_remote_code=False))
     if (path / "vocab.json").is_file() and (path / "merges.txt").is_file():
-        from transformers import GPT2TokenizerFast
+        with _quiet_transformers():
+            from transformers import GPT2TokenizerFast
 
-        return HFTokenizer(GPT2TokenizerFast.from_pretrained(str(path)))
+            return HFTokenizer(GPT2TokenizerFast.from_pretrained(str(path)))
     if (path / "tokenizer.model").is_file():
         return SentencePieceTokenizer(path / "tokenizer.model")
     raise TokenizerError(
@@ -188,7 +190,7 @@ def _load(path: Path) -> Tokenizer:
 
 @contextmanager
 def _quiet_transformers() -> Iterator[None]:
-    """transformers' warnings while a tokenizer loads (about config fields it reads) stay off stderr."""
+    """transformers' warnings while it loads a tokenizer (about config fields it reads) stay off stderr."""
     try:
         from transformers.utils import logging
     except ImportError:

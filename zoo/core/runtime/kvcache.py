@@ -17,8 +17,9 @@ if TYPE_CHECKING:
 class KVCache:
     """Keys (B, Hkv, D, capacity) and values (B, Hkv, capacity, D) per layer, on the host.
 
-    Held as torch tensors (torch has bfloat16) and handed to MAX through
-    DLPack, which on the CPU shares the memory instead of copying it. The
+    Held as NumPy arrays in float32 and as torch tensors in bfloat16 (which
+    NumPy lacks), and handed to MAX through DLPack, which on the CPU shares
+    the memory instead of copying it. The
     layers are slices of one tensor for keys (layers, B, Hkv, D, capacity) and
     one for values, so a step's new keys and values, which the graph returns
     stacked over the layers, go in with one copy each. Each
@@ -29,27 +30,23 @@ class KVCache:
     """
 
     def __init__(self, config: ModelConfig, dtype: DType, batch: int, capacity: int) -> None:
-        import torch
-
-        from zoo.core.loader import torch_dtype_for
-
-        torch_dtype = torch_dtype_for(dtype)
         heads, dim = config.n_kv_heads, config.head_dim
-        self.all_keys = _zeros((config.n_layers, batch, heads, dim, capacity), torch_dtype)
-        self.all_values = _zeros((config.n_layers, batch, heads, capacity, dim), torch_dtype)
-        self.keys = list(self.all_keys.unbind(0))
-        self.values = list(self.all_values.unbind(0))
+        self.dtype = dtype
+        self.all_keys = _zeros((config.n_layers, batch, heads, dim, capacity), dtype)
+        self.all_values = _zeros((config.n_layers, batch, heads, capacity, dim), dtype)
+        self.keys = list(self.all_keys)
+        self.values = list(self.all_values)
         self.batch = batch
         self.capacity = capacity
         self.lengths = np.zeros(batch, dtype=np.int64)  # columns written, per row
         self.positions = np.zeros((batch, capacity), dtype=np.int64)
         self.valid = np.zeros((batch, capacity), dtype=bool)
         self.tokens = np.zeros((batch, capacity), dtype=np.int64)
-        # float32 caches are also seen as numpy arrays (same memory): a decode step's copies
-        # are tiny, and numpy's per-call cost is a fraction of torch's.
+        # float32 caches are numpy arrays: a decode step's copies are tiny, and numpy's
+        # per-call cost is a fraction of torch's.
         self._numpy = None
-        if torch_dtype == torch.float32:
-            self._numpy = (self.all_keys.numpy(), self.all_values.numpy())
+        if isinstance(self.all_keys, np.ndarray):
+            self._numpy = (self.all_keys, self.all_values)
         self._placeholder: list[Any] | None = None
         self.views: list[Any] | None = None  # MAX buffers sharing this memory (host only; see Engine)
 
@@ -86,10 +83,9 @@ class KVCache:
         """The whole cache, k0, v0, k1, v1, ... (one masked placeholder slot before the first write)."""
         if self.filled == 0:
             if self._placeholder is None:
-                torch_dtype = self.keys[0].dtype
                 (_, heads, dim, _) = self.keys[0].shape
                 self._placeholder = [
-                    _zeros((self.batch, heads, dim, 1), torch_dtype), _zeros((self.batch, heads, 1, dim), torch_dtype)
+                    _zeros((self.batch, heads, dim, 1), self.dtype), _zeros((self.batch, heads, 1, dim), self.dtype)
                 ]
             return self._placeholder * len(self.keys)
         return [t for pair in zip(self.keys, self.values) for t in pair]
@@ -175,12 +171,17 @@ class KVCache:
         return self.tokens[:, :end].copy(), self.positions[:, :end].copy(), self.valid[:, :end].copy()
 
 
-def _zeros(shape: tuple[int, ...], torch_dtype: Any) -> Any:
-    """A zeroed host tensor. float32 memory comes from numpy (calloc, zeroed by the OS as it is
-    touched): torch fills larger tensors on its thread pool, and right after a graph step
-    those threads can wait tens of milliseconds for cores that MAX's workers still spin on."""
+def _zeros(shape: tuple[int, ...], dtype: DType) -> Any:
+    """A zeroed host array: NumPy for float32 (calloc, zeroed by the OS as it is touched),
+    torch for bfloat16. torch fills larger tensors on its thread pool, and right after a
+    graph step those threads can wait tens of milliseconds for cores that MAX's workers
+    still spin on."""
+    from max.dtype import DType
+
+    if dtype == DType.float32:
+        return np.zeros(shape, dtype=np.float32)
     import torch
 
-    if torch_dtype == torch.float32:
-        return torch.from_numpy(np.zeros(shape, dtype=np.float32))
-    return torch.zeros(shape, dtype=torch_dtype)
+    from zoo.core.loader import torch_dtype_for
+
+    return torch.zeros(shape, dtype=torch_dtype_for(dtype))

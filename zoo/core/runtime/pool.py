@@ -64,7 +64,7 @@ class CachePool:
     @property
     def nbytes(self) -> int:
         """Bytes of keys and values held (allocated once, whatever is in use)."""
-        return sum(t.nelement() * t.element_size() for t in (*self.cache.keys, *self.cache.values))
+        return sum(int(t.nbytes) for t in (*self.cache.keys, *self.cache.values))
 
     def __contains__(self, key: Hashable) -> bool:
         return key in self._slot

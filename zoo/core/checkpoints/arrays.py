@@ -1,0 +1,65 @@
+"""Host arrays as checkpoints hold them, without importing torch for NumPy ones.
+
+Readers give NumPy arrays (float32, float16, integers) wherever NumPy has the
+dtype, and torch tensors for bfloat16 and for `pytorch_model.bin` files: a run
+of a float32 or quantized model never imports torch. Mappers and the loader
+use these helpers on either kind.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+
+def is_torch(value: object) -> bool:
+    """Whether `value` is a torch tensor (torch is not imported to find out)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(value, torch.Tensor)
+
+
+def concat(parts: Sequence[Any]) -> Any:
+    """The parts' rows, one after another (a torch tensor if any part is one)."""
+    if any(is_torch(p) for p in parts):
+        import torch
+
+        return torch.cat([p if is_torch(p) else torch.from_numpy(p) for p in parts], dim=0)
+    return np.concatenate(parts, axis=0)
+
+
+def contiguous(value: Any) -> Any:
+    """`value` in C order (itself when it already is)."""
+    return value.contiguous() if is_torch(value) else np.ascontiguousarray(value)
+
+
+def rows_in_order(value: Any, order: np.ndarray) -> Any:
+    """A copy of `value`'s rows in `order`."""
+    if is_torch(value):
+        import torch
+
+        return value[torch.from_numpy(order)].contiguous()
+    return np.ascontiguousarray(value[order])
+
+
+def as_float_array(value: Any, dtype: str = "float32") -> Any:
+    """`value` converted to NumPy `dtype` (a torch tensor through float32)."""
+    if is_torch(value):
+        value = value.detach().float().numpy()
+    return np.ascontiguousarray(value, dtype=dtype)
+
+
+def is_floating(value: object) -> bool:
+    """Whether `value` is a float array or tensor."""
+    if is_torch(value):
+        return bool(value.is_floating_point())
+    return getattr(getattr(value, "dtype", None), "kind", None) == "f"
+
+
+def data_address(value: Any) -> tuple[bool, int]:
+    """(whether `value` is contiguous, the address of its first byte)."""
+    if is_torch(value):
+        return value.is_contiguous(), value.data_ptr()
+    return bool(value.flags.c_contiguous), int(value.ctypes.data)
