@@ -109,7 +109,7 @@ def bench_model(
     config = prepared.config
     encoded_source = holds_low_precision(prepared.checkpoint.tensors)
     threads = os.cpu_count() or 1
-    torch_threads = _set_torch_threads(threads)
+    torch_threads = _set_torch_threads(threads) if with_transformers else None  # torch runs only for transformers
     encoded: dict[int, Rates] = {}
     encoded_info: dict[str, Any] = {}
     try:
@@ -144,7 +144,8 @@ def bench_model(
                 "compile_seconds": held.compile_seconds,
             }
     finally:
-        _set_torch_threads(torch_threads)
+        if torch_threads is not None:
+            _set_torch_threads(torch_threads)
 
     float_bytes = loaded.graph.weight_bytes_per_token
     rows = [context_row(c, zoo[c], hf.get(c)) for c in contexts]
