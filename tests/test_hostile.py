@@ -287,6 +287,26 @@ def test_corrupt_or_hostile_safetensors(zoo_run, base, tmp_path, case):
     assert_user_error(zoo_run("run", ck, "-p", "hi"), message)
 
 
+def test_safetensors_are_read_as_views_and_a_misaligned_tensor_as_a_copy(tmp_path):
+    """Tensors are views of the file; one a writer left at an offset its dtype cannot be read
+    from in place (an F32 after three F16 values) is copied, with the same values."""
+    import numpy as np
+
+    from zoo.core.checkpoints.hf import read_tensors
+
+    entries = {"a": {"dtype": "F16", "shape": [3], "data_offsets": [0, 6]}, "b": {**F32, "shape": [2], "data_offsets": [6, 14]}}
+    raw = header(entries)
+    raw += b" " * (-len(raw) % 8)
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(struct.pack("<Q", len(raw) - 8) + raw[8:] + np.arange(3, dtype=np.float16).tobytes()
+                     + np.array([1.5, -2.0], dtype=np.float32).tobytes())
+    tensors = read_tensors(path)
+    np.testing.assert_array_equal(tensors["a"], [0, 1, 2])
+    np.testing.assert_array_equal(tensors["b"], [1.5, -2.0])
+    assert tensors["b"].flags.aligned and tensors["b"].flags.owndata
+    assert not tensors["a"].flags.owndata and tensors["a"].flags.writeable
+
+
 def with_tensor_dtype(tiny: Path, ck: Path, dtype_name: str) -> None:
     import torch
     from safetensors.torch import load_file, save_file

@@ -258,6 +258,8 @@ def _mapped_safetensors(path: Path, entries: Mapping[str, Any], start: int) -> d
         dtype = np.dtype(_VIEW_DTYPES[entry["dtype"]])
         first, last = entry["data_offsets"]
         value = np.frombuffer(mapped, dtype, (last - first) // dtype.itemsize, start + first).reshape(entry["shape"])
+        if not value.flags.aligned:  # writers align every tensor; a file that does not is copied
+            value = value.copy()
         if entry["dtype"] == "BF16":
             import torch
 
