@@ -105,6 +105,7 @@ def gguf_tokenizer(file: Any, sentencepiece_converter: str = "llama") -> GGUFTok
     eos = [i for i in dict.fromkeys((ids["eos"], ids["eot"], ids["eom"])) if i is not None]
     named = {"bos_token": ids["bos"], "eos_token": ids["eos"], "unk_token": ids["unknown"], "pad_token": ids["padding"]}
     special = {key: tokens[i] for key, i in named.items() if i is not None and 0 <= i < len(tokens)}
+    bos = ids["bos"] if "bos_token" in special else None
     chat_template = file.value("tokenizer.chat_template")
     key = tokenizer_cache.cache_key([converter, add_bos, special, details], Path(__file__))
     stored = tokenizer_cache.read(key)
@@ -112,13 +113,13 @@ def gguf_tokenizer(file: Any, sentencepiece_converter: str = "llama") -> GGUFTok
         from tokenizers import Tokenizer
 
         try:
-            return GGUFTokenizer(Tokenizer.from_str(stored), special, ids["bos"], eos, chat_template)
+            return GGUFTokenizer(Tokenizer.from_str(stored), special, bos, eos, chat_template)
         except Exception:  # a damaged entry: convert again, and store it anew
             pass
     backend = _convert(converter, details)
     if add_bos:
         _prepend_bos(backend, tokens[ids["bos"]], ids["bos"])
-    tokenizer = GGUFTokenizer(backend, special, ids["bos"], eos, chat_template)
+    tokenizer = GGUFTokenizer(backend, special, bos, eos, chat_template)
     tokenizer.backend = tokenizer.hf.backend_tokenizer  # with the special tokens transformers registers
     tokenizer_cache.store(key, tokenizer.backend.to_str())
     return tokenizer
