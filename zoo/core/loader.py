@@ -23,11 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from .architecture import Architecture, Checkpoint, call_plugin, resolve
-from .checkpoints.arrays import as_float_array, is_floating, is_torch
-from .checkpoints.quantized import QuantizedWeight, StackedRows
+from .checkpoints.arrays import is_floating, is_torch
+from .checkpoints.quantized import QuantizedWeight, StackedRows, as_float32
 from .checkpoints.tokenizer import Tokenizer
 from .config import ModelConfig
 from .errors import ConfigError, OptionsError, PluginError, TokenizerError, WeightsError, ZooError, describe_failure
@@ -384,14 +382,12 @@ def _as_dtype(tensor: Any, dtype: DType) -> Any:
     (NumPy has none). Quantized weights are decoded (an explicit --dtype asked for it)."""
     from max.dtype import DType
 
-    if isinstance(tensor, QuantizedWeight):
-        tensor = tensor.dequantize()
     if dtype == DType.float32:
-        return as_float_array(tensor)
+        return as_float32(tensor)
     import torch
 
     if not is_torch(tensor):
-        tensor = torch.from_numpy(np.ascontiguousarray(tensor))
+        tensor = torch.from_numpy(as_float32(tensor))
     return tensor.detach().to(torch_dtype_for(dtype)).contiguous()
 
 

@@ -44,11 +44,11 @@ def rows_in_order(value: Any, order: np.ndarray) -> Any:
     return np.ascontiguousarray(value[order])
 
 
-def as_float_array(value: Any, dtype: str = "float32") -> Any:
-    """`value` converted to NumPy `dtype` (a torch tensor through float32)."""
+def as_float_array(value: Any) -> np.ndarray:
+    """`value` as a C-ordered NumPy float32 array (itself when it already is one)."""
     if is_torch(value):
         value = value.detach().float().numpy()
-    return np.ascontiguousarray(value, dtype=dtype)
+    return np.ascontiguousarray(value, dtype=np.float32)
 
 
 def is_floating(value: object) -> bool:

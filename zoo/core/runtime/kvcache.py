@@ -42,11 +42,6 @@ class KVCache:
         self.positions = np.zeros((batch, capacity), dtype=np.int64)
         self.valid = np.zeros((batch, capacity), dtype=bool)
         self.tokens = np.zeros((batch, capacity), dtype=np.int64)
-        # float32 caches are numpy arrays: a decode step's copies are tiny, and numpy's
-        # per-call cost is a fraction of torch's.
-        self._numpy = None
-        if isinstance(self.all_keys, np.ndarray):
-            self._numpy = (self.all_keys, self.all_values)
         self._placeholder: list[Any] | None = None
         self.views: list[Any] | None = None  # MAX buffers sharing this memory (host only; see Engine)
 
@@ -73,8 +68,6 @@ class KVCache:
         view.positions = self.positions[start:stop]
         view.valid = self.valid[start:stop]
         view.tokens = self.tokens[start:stop]
-        if self._numpy is not None:
-            view._numpy = (self._numpy[0][:, start:stop], self._numpy[1][:, start:stop])
         view._placeholder = None
         view.views = None
         return view
@@ -99,12 +92,8 @@ class KVCache:
     def touch(self) -> None:
         """Writes every page of the keys and values now, so that the memory is taken at once
         rather than as columns fill (a pool allocated once should not grow as it is used)."""
-        if self._numpy is not None:
-            for array in self._numpy:
-                array.fill(0)
-            return
-        self.all_keys.zero_()
-        self.all_values.zero_()
+        for held in (self.all_keys, self.all_values):
+            held[...] = 0
 
     def clear(self, row: int) -> None:
         """Forgets what `row` holds (its columns count as unwritten again)."""
@@ -114,7 +103,7 @@ class KVCache:
     def copy_row(self, source: int, target: int) -> None:
         """Moves what row `source` holds into row `target` (written columns only)."""
         end = int(self.lengths[source])
-        keys, values = self._numpy if self._numpy is not None else (self.all_keys, self.all_values)
+        keys, values = self.all_keys, self.all_values
         keys[:, target, ..., :end] = keys[:, source, ..., :end]
         values[:, target, :, :end] = values[:, source, :, :end]
         self.positions[target] = self.positions[source]
@@ -136,12 +125,15 @@ class KVCache:
         call); by default all S. `tokens` (B, S), given when every row writes all S, are
         kept for `rewind`."""
         batch, seqlen = positions.shape
-        if self._numpy is not None:
-            convert, permute, (keys, values) = np.from_dlpack, np.transpose, self._numpy
+        keys, values = self.all_keys, self.all_values
+        # float32 caches are numpy arrays: a step's copies are tiny, and numpy's per-call cost
+        # is a fraction of torch's
+        if isinstance(keys, np.ndarray):
+            convert, permute = np.from_dlpack, np.transpose
         else:
             import torch
 
-            convert, permute, keys, values = torch.from_dlpack, torch.permute, self.all_keys, self.all_values
+            convert, permute = torch.from_dlpack, torch.permute
         new_k, new_v = convert(new_keys), convert(new_values)
         starts = self.lengths.copy()
         if counts is None and (batch == 1 or (starts == starts[0]).all()):
