@@ -35,10 +35,13 @@ def test_help_and_list_do_not_import_max_or_torch():
     assert out.stdout.strip() == "[]"
 
 
-# A run's arguments per source: a llama2.c file, safetensors with a sentencepiece model, a GGUF file.
+# A run's arguments per source: a llama2.c file, safetensors with a sentencepiece model or a
+# tokenizer.json folder (written into TOKENIZER_FOLDER by the test), a GGUF file.
+TOKENIZER_FOLDER = "{tokenizer folder}"
 TORCH_FREE_RUNS = {
     "llama2c": [str(STORIES / "stories260K.bin")],
     "safetensors": [str(STORIES / "hf"), "--tokenizer", str(STORIES / "tok512.model")],
+    "safetensors, tokenizer.json": [str(STORIES / "hf"), "--tokenizer", TOKENIZER_FOLDER],
     "gguf": [str(SHARED_DATA / "gguf" / "stories260K-q8_0.gguf")],
 }
 
@@ -46,10 +49,15 @@ TORCH_FREE_RUNS = {
 @pytest.mark.parametrize("source", list(TORCH_FREE_RUNS))
 def test_a_run_in_float32_or_quantized_imports_neither_torch_nor_transformers(source, tmp_path):
     """The same text with torch and transformers made unimportable as without: float32 and
-    quantized weights load as NumPy arrays, and a GGUF file's tokenizer, once converted
-    (the first run), is read back from zoo's tokenizer cache."""
-    env = {"ZOO_TOKENIZER_CACHE": str(tmp_path)}
-    args = ["run", *TORCH_FREE_RUNS[source], "-p", "Once upon a time", "-n", "12", "--greedy"]
+    quantized weights load as NumPy arrays, and a GGUF file's or a `tokenizer.json`'s
+    tokenizer, once converted or loaded through transformers (the first run), is read back
+    from zoo's tokenizer cache."""
+    from sentencepiece_json import save_hf_tokenizer
+
+    env = {"ZOO_TOKENIZER_CACHE": str(tmp_path / "cache")}
+    save_hf_tokenizer(STORIES / "tok512.model", tmp_path / "tokenizer")
+    sources = [str(tmp_path / "tokenizer") if arg == TOKENIZER_FOLDER else arg for arg in TORCH_FREE_RUNS[source]]
+    args = ["run", *sources, "-p", "Once upon a time", "-n", "12", "--greedy"]
     expected = zoo(*args, env=env)
     assert expected.returncode == 0, expected.stderr
     code = (
@@ -62,6 +70,32 @@ def test_a_run_in_float32_or_quantized_imports_neither_torch_nor_transformers(so
                              env={**os.environ, **env}, stdin=subprocess.DEVNULL, timeout=900)
     assert blocked.returncode == 0, blocked.stderr
     assert blocked.stdout == expected.stdout and "a time" in blocked.stdout
+
+
+def test_a_bfloat16_checkpoint_runs_without_torch_as_transformers_does(tmp_path):
+    """A bfloat16 safetensors checkpoint (the form most HF checkpoints take) is read as
+    NumPy bfloat16 and runs with torch and transformers unimportable; its greedy text is
+    transformers' on the same weights in float32."""
+    import sentencepiece
+    import torch
+    from safetensors.torch import load_file, save_file
+    from transformers import LlamaForCausalLM
+
+    folder = tmp_path / "bf16"
+    folder.mkdir()
+    weights = load_file(str(STORIES / "hf" / "model.safetensors"))
+    save_file({name: t.to(torch.bfloat16) for name, t in weights.items()}, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    config = json.loads((STORIES / "hf" / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "torch_dtype": "bfloat16"}))
+    prompt = "Once upon a time"
+    code = "import sys\nsys.modules['torch'] = sys.modules['transformers'] = None\nfrom zoo.cli import main\nmain(sys.argv[1:])\n"
+    args = ["run", str(folder), "--tokenizer", str(STORIES / "tok512.model"), "-p", prompt, "-n", "12", "--greedy", "--ignore-eos"]
+    blocked = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=900)
+    assert blocked.returncode == 0, blocked.stderr
+    processor = sentencepiece.SentencePieceProcessor(model_file=str(STORIES / "tok512.model"))
+    ids = [processor.bos_id(), *processor.encode(prompt)]
+    hf = LlamaForCausalLM.from_pretrained(str(folder), dtype=torch.float32).eval()
+    assert blocked.stdout == processor.decode(ids[1:] + reference_greedy(hf, ids, 12)) + "\n"
 
 
 def test_list_shows_aliases_and_architectures():

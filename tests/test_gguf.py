@@ -92,7 +92,7 @@ def test_low_precision_tensors_keep_their_encoding(kind, encodings, tolerance):
             found.add(value.encoding)
             assert value.shape == tuple(expected[name].shape)
         elif value.ndim == 2:
-            found.add({"float16": "f16", "torch.bfloat16": "bf16"}[str(value.dtype)])
+            found.add({"float16": "f16", "bfloat16": "bf16"}[str(value.dtype)])
         reference = expected[name].numpy()
         assert np.abs(as_float(value) - reference).max() <= tolerance * np.abs(reference).max(), name
     assert found == encodings
@@ -166,6 +166,26 @@ def test_a_cached_tokenizer_encodes_and_decodes_as_the_converted_one(families, t
     monkeypatch.setattr(module, "_convert", convert)
     assert gguf_tokenizer(open_file(path)).encode(texts[0]) == converted.encode(texts[0])
     assert entry.read_text().startswith("{") and entry.read_text() != "{damaged"
+
+
+@pytest.mark.parametrize("name", ["gemma2", "qwen3"])
+def test_a_tokenizer_saved_from_a_gguf_file_is_read_back_from_the_cache(families, tmp_path, monkeypatch, name):
+    """A GGUF tokenizer saved as a HF folder (as `zoo serve` does) loads through transformers
+    once; the next load is the cached backend, and both tokenize as the GGUF tokenizer."""
+    from zoo.core.checkpoints.tokenizer import BackendTokenizer, HFTokenizer, load_tokenizer
+
+    monkeypatch.setenv("ZOO_TOKENIZER_CACHE", str(tmp_path / "cache"))
+    original = gguf_tokenizer(open_file(families[name][1]))
+    original.hf.save_pretrained(str(tmp_path / "saved"))
+    first, cached = load_tokenizer(tmp_path / "saved"), load_tokenizer(tmp_path / "saved")
+    assert type(first) is HFTokenizer and isinstance(cached, BackendTokenizer)
+    special = " ".join(original.hf.all_special_tokens)
+    for text in (TEXT.read_text()[:2000], f"{special} x  y\t{special}", "café ☕ 🙂 , . n't"):
+        ids = original.encode(text)
+        assert first.encode(text) == cached.encode(text) == ids
+        assert first.decode(ids) == cached.decode(ids) == original.decode(ids)
+    described = lambda t: (t.bos_token_id, t.eos_token_ids, t.vocab_size, t.chat_template)  # noqa: E731
+    assert described(cached) == described(first)
 
 
 def test_the_tokenizer_cache_keeps_entries_where_told_and_can_be_turned_off(monkeypatch, tmp_path):

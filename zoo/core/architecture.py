@@ -21,8 +21,8 @@ if TYPE_CHECKING:
     from .checkpoints.tokenizer import Tokenizer
 
 # A weight mapper: (checkpoint tensors by HF name, config) -> tensors by zoo module name. The
-# tensors are NumPy arrays (torch tensors for bfloat16 and `pytorch_model.bin` checkpoints) or
-# `QuantizedWeight`s; `zoo.core.checkpoints.arrays` has helpers that take either kind.
+# tensors are NumPy arrays (bfloat16 ones of ml_dtypes' type), torch tensors (`pytorch_model.bin`
+# checkpoints) or `QuantizedWeight`s; `zoo.core.checkpoints.arrays` has helpers that take either kind.
 WeightMapper = Callable[[Mapping[str, Any], ModelConfig], dict[str, Any]]
 # A model builder: config -> a `zoo.core.blocks.decoder.DecoderLM` (constructed under `F.lazy()`).
 ModelBuilder = Callable[[ModelConfig], Any]

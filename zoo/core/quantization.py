@@ -96,7 +96,7 @@ def _replacing(source: Any, made: Any) -> Any:
     return made
 
 
-_STORED_ENCODINGS = {"torch.bfloat16": "bf16", "torch.float16": "f16", "float16": "f16"}
+_STORED_ENCODINGS = {"torch.bfloat16": "bf16", "bfloat16": "bf16", "torch.float16": "f16", "float16": "f16"}
 
 
 def as_stored(tensor: Any) -> QuantizedWeight | None:

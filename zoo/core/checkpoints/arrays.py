@@ -1,9 +1,9 @@
 """Host arrays as checkpoints hold them, without importing torch for NumPy ones.
 
-Readers give NumPy arrays (float32, float16, integers) wherever NumPy has the
-dtype, and torch tensors for bfloat16 and for `pytorch_model.bin` files: a run
-of a float32 or quantized model never imports torch. Mappers and the loader
-use these helpers on either kind.
+Readers give NumPy arrays (float32, float16, bfloat16 as ml_dtypes' type,
+integers), and torch tensors only for `pytorch_model.bin` files: a run from
+safetensors or GGUF never imports torch unless it asks for `--dtype bfloat16`
+or a GPU. Mappers and the loader use these helpers on either kind.
 """
 
 from __future__ import annotations
@@ -52,10 +52,19 @@ def as_float_array(value: Any) -> np.ndarray:
 
 
 def is_floating(value: object) -> bool:
-    """Whether `value` is a float array or tensor."""
+    """Whether `value` is a float array or tensor (NumPy bfloat16 included)."""
     if is_torch(value):
         return bool(value.is_floating_point())
-    return getattr(getattr(value, "dtype", None), "kind", None) == "f"
+    dtype = getattr(value, "dtype", None)
+    return getattr(dtype, "kind", None) == "f" or getattr(dtype, "name", None) == "bfloat16"
+
+
+def as_bfloat16(raw: np.ndarray) -> np.ndarray:
+    """16-bit values (any 2-byte dtype) viewed as bfloat16, NumPy having none of its own
+    (ml_dtypes' type)."""
+    import ml_dtypes
+
+    return raw.view(ml_dtypes.bfloat16)
 
 
 def data_address(value: Any) -> tuple[bool, int]:

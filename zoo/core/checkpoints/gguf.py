@@ -22,7 +22,7 @@ import numpy as np
 from zoo.core.architecture import Checkpoint
 from zoo.core.errors import UnsupportedModelError, WeightsError
 
-from .arrays import rows_in_order
+from .arrays import as_bfloat16, rows_in_order
 from .gguf_layout import GGUFLayout
 from .quantized import ENCODINGS, QuantizedWeight
 
@@ -233,10 +233,7 @@ def _value(name: str, tensor: Any) -> Any:
     if kind == "F16":
         return np.asarray(tensor.data).view(np.float16).reshape(shape)
     if kind == "BF16":
-        import torch
-
-        raw = np.asarray(tensor.data).view(np.int16).reshape(shape)
-        return torch.from_numpy(raw).view(torch.bfloat16)
+        return as_bfloat16(np.asarray(tensor.data).view(np.uint16)).reshape(shape)
     if kind in QUANTIZED_TYPES:
         data = np.asarray(tensor.data)
         if len(shape) == 2:

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from zoo.core.errors import TokenizerError
 
 from . import tokenizer_cache
-from .tokenizer import HFTokenizer
+from .tokenizer import BackendTokenizer
 
 # BPE pre-tokenizer name (tokenizer.ggml.pre) -> transformers GGUF converter.
 BPE_CONVERTERS = {
@@ -36,25 +35,18 @@ BPE_WITH_BOS = ("llama3", "llama-v3", "llama-bpe")
 CONTROL = 3
 
 
-class GGUFTokenizer(HFTokenizer):
-    """A GGUF file's tokenizer as a `tokenizers` backend, which encodes and decodes as
-    transformers' fast tokenizer around it does; that wrapper (`hf`: chat templates,
-    saving) is built only when asked for, so a run that just encodes and decodes never
-    imports transformers once the conversion is cached. The backend prepends BOS itself
+class GGUFTokenizer(BackendTokenizer):
+    """A GGUF file's tokenizer as a `tokenizers` backend. The backend prepends BOS itself
     where llama.cpp does (its post-processor), and the end-of-generation ids come from the
-    metadata."""
+    metadata; transformers' wrapper names the metadata's special tokens."""
 
     def __init__(
         self, backend: Any, special_tokens: dict[str, str], bos: int | None, eos: Sequence[int], chat_template: str | None
     ) -> None:
-        self.backend = backend
+        super().__init__(backend, bos, eos, chat_template, self._wrapper)
         self.special_tokens = special_tokens
-        self.bos_token_id = bos
-        self.eos_token_ids = tuple(eos)
-        self.chat_template = chat_template or None
 
-    @cached_property
-    def hf(self) -> Any:
+    def _wrapper(self) -> Any:
         """transformers' `PreTrainedTokenizerFast` around the backend, special tokens named."""
         from transformers import PreTrainedTokenizerFast
 
@@ -62,16 +54,6 @@ class GGUFTokenizer(HFTokenizer):
         if self.chat_template:
             hf.chat_template = self.chat_template
         return hf
-
-    @property
-    def vocab_size(self) -> int:
-        return int(self.backend.get_vocab_size(with_added_tokens=True))
-
-    def encode(self, text: str) -> list[int]:
-        return list(self.backend.encode(text).ids)
-
-    def decode(self, ids: Sequence[int]) -> str:
-        return str(self.backend.decode([int(i) for i in ids], skip_special_tokens=True))
 
 
 def gguf_tokenizer(file: Any, sentencepiece_converter: str = "llama") -> GGUFTokenizer:

@@ -21,6 +21,8 @@ from typing import Any
 
 from zoo.core.errors import ConfigError, WeightsError
 
+from .arrays import as_bfloat16
+
 WEIGHT_FILES = (
     "model.safetensors",
     "model.safetensors.index.json",
@@ -131,7 +133,7 @@ def shard_paths(index: Path) -> list[Path]:
 
 def read_tensors(path: Path) -> dict[str, Any]:
     """All tensors of a weights file or shard index by checkpoint name: NumPy arrays (views of
-    a safetensors file), or torch tensors for bfloat16 and for a `.bin` file."""
+    a safetensors file, bfloat16 included), or torch tensors for a `.bin` file."""
     if path.name.endswith(".index.json"):
         tensors: dict[str, Any] = {}
         for shard in shard_paths(path):
@@ -145,9 +147,9 @@ _SAFETENSORS_DTYPES = {
     "BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "F8_E8M0": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
     "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8, "C64": 8,
 }
-# safetensors dtype -> the NumPy dtype its bytes are viewed as (BF16 as int16, then as torch's bfloat16)
+# safetensors dtype -> the NumPy dtype its bytes are viewed as (BF16 as uint16, then as bfloat16)
 _VIEW_DTYPES = {
-    "BOOL": "bool", "U8": "uint8", "I8": "int8", "I16": "int16", "U16": "uint16", "F16": "float16", "BF16": "int16",
+    "BOOL": "bool", "U8": "uint8", "I8": "int8", "I16": "int16", "U16": "uint16", "F16": "float16", "BF16": "uint16",
     "I32": "int32", "U32": "uint32", "F32": "float32", "I64": "int64", "U64": "uint64", "F64": "float64", "C64": "complex64",
 }
 MAX_SAFETENSORS_HEADER = 100 << 20
@@ -246,7 +248,7 @@ def _read_file(path: Path) -> dict[str, Any]:
 def _mapped_safetensors(path: Path, entries: Mapping[str, Any], start: int) -> dict[str, Any]:
     """The tensors of a checked safetensors file as views of its bytes (a copy-on-write
     mapping, as a GGUF file's): the weight arena copies each once and gives the file's
-    pages back. BF16 tensors are torch's bfloat16 over the same bytes."""
+    pages back. BF16 tensors are ml_dtypes' bfloat16 over the same bytes."""
     import mmap
 
     import numpy as np
@@ -260,11 +262,7 @@ def _mapped_safetensors(path: Path, entries: Mapping[str, Any], start: int) -> d
         value = np.frombuffer(mapped, dtype, (last - first) // dtype.itemsize, start + first).reshape(entry["shape"])
         if not value.flags.aligned:  # writers align every tensor; a file that does not is copied
             value = value.copy()
-        if entry["dtype"] == "BF16":
-            import torch
-
-            value = torch.from_numpy(value).view(torch.bfloat16)
-        tensors[name] = value
+        tensors[name] = as_bfloat16(value) if entry["dtype"] == "BF16" else value
     return tensors
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -79,6 +80,37 @@ class HFTokenizer:
             raise TokenizerError(f"the chat template failed on these messages: {error}") from None
 
 
+class BackendTokenizer(HFTokenizer):
+    """A `tokenizers` backend that encodes and decodes as the transformers fast tokenizer
+    around it does (no clean-up of decoded text, special tokens skipped). That wrapper
+    (`hf`: chat templates, saving) is built by `wrap` only when asked for, so a run that
+    just encodes and decodes never imports transformers."""
+
+    def __init__(
+        self, backend: Any, bos: int | None, eos: Sequence[int], chat_template: str | None, wrap: Callable[[], Any]
+    ) -> None:
+        self.backend = backend
+        self.bos_token_id = bos
+        self.eos_token_ids = tuple(eos)
+        self.chat_template = chat_template or None
+        self._wrap = wrap
+
+    @cached_property
+    def hf(self) -> Any:
+        """transformers' fast tokenizer equal to the backend."""
+        return self._wrap()
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.backend.get_vocab_size(with_added_tokens=True))
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.backend.encode(text).ids)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return str(self.backend.decode([int(i) for i in ids], skip_special_tokens=True))
+
+
 class SentencePieceTokenizer:
     """A sentencepiece `.model` (Llama 1/2, llama2.c): BOS prepended, as those models were trained."""
 
@@ -116,7 +148,7 @@ def has_tokenizer_files(folder: Path) -> bool:
 
 
 # Files transformers may read from a tokenizer folder; each must really lie inside it.
-_FOLDER_FILES = (
+FOLDER_FILES = (
     *TOKENIZER_FILES, "merges.txt", "special_tokens_map.json", "added_tokens.json", "chat_template.jinja",
     "chat_template.json", "config.json", "generation_config.json", "vocab.txt", "spiece.model",
 )
@@ -127,7 +159,7 @@ def check_tokenizer_folder(folder: Path) -> None:
     `tokenizer_config.json`), so that loading it opens nothing else."""
     from .hf import confined_file, read_json
 
-    for name in _FOLDER_FILES:
+    for name in FOLDER_FILES:
         path = folder / name
         if path.exists() or path.is_symlink():
             confined_file(folder, path, "tokenizer file", TokenizerError)
@@ -160,32 +192,46 @@ def load_tokenizer(path: Path) -> Tokenizer:
 
 def _load(path: Path) -> Tokenizer:
     """The tokenizer at `path` (the checks done)."""
+    from .hf_tokenizer import cached_transformers_tokenizer
+
     if path.is_dir():
         check_tokenizer_folder(path)
     if path.is_file():
         if path.suffix == ".model":
             return SentencePieceTokenizer(path)
         if path.name.endswith(".json"):
-            with _quiet_transformers():
-                from transformers import PreTrainedTokenizerFast
-
-                return HFTokenizer(PreTrainedTokenizerFast(tokenizer_file=str(path)))
+            return cached_transformers_tokenizer(path, "file", partial(_fast_from_file, path))
         raise TokenizerError(f"unrecognised tokenizer file {path} (expected tokenizer.json or a sentencepiece .model)")
     if (path / "tokenizer.json").is_file() or (path / "tokenizer_config.json").is_file():
-        with _quiet_transformers():
-            from transformers import AutoTokenizer
-
-            return HFTokenizer(AutoTokenizer.from_pretrained(str(path), trust_remote_code=False))
+        return cached_transformers_tokenizer(path, "auto", partial(_auto_from_folder, path))
     if (path / "vocab.json").is_file() and (path / "merges.txt").is_file():
-        with _quiet_transformers():
-            from transformers import GPT2TokenizerFast
-
-            return HFTokenizer(GPT2TokenizerFast.from_pretrained(str(path)))
+        return cached_transformers_tokenizer(path, "gpt2", partial(_gpt2_from_folder, path))
     if (path / "tokenizer.model").is_file():
         return SentencePieceTokenizer(path / "tokenizer.model")
     raise TokenizerError(
         f"no tokenizer in {path} (tokenizer.json, vocab.json + merges.txt or tokenizer.model); pass --tokenizer PATH"
     )
+
+
+def _fast_from_file(path: Path) -> Any:
+    with _quiet_transformers():
+        from transformers import PreTrainedTokenizerFast
+
+        return PreTrainedTokenizerFast(tokenizer_file=str(path))
+
+
+def _auto_from_folder(path: Path) -> Any:
+    with _quiet_transformers():
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(str(path), trust_remote_code=False)
+
+
+def _gpt2_from_folder(path: Path) -> Any:
+    with _quiet_transformers():
+        from transformers import GPT2TokenizerFast
+
+        return GPT2TokenizerFast.from_pretrained(str(path))
 
 
 @contextmanager

@@ -1,13 +1,14 @@
-"""Tokenizers converted from GGUF metadata, kept on disk as `tokenizers` JSON.
+"""Tokenizers built through transformers, kept on disk as `tokenizers` JSON.
 
-Converting a GGUF vocabulary goes through transformers (about 3 s to import
-with torch, and seconds more for a large BPE vocabulary). The converted
-tokenizer is stored once, under a key made of everything it was built from
-(the metadata, the converter, zoo's conversion code and the transformers and
-tokenizers versions), and a later run reads it back with `tokenizers` alone.
+Building one through transformers means importing it and torch (about 3 s here),
+and converting a GGUF vocabulary takes seconds more for a large BPE one. The
+result is stored once, under a key made of everything it was built from (a GGUF
+file's metadata or a folder's tokenizer files, the code that built it, and the
+transformers and tokenizers versions), and a later run reads it back with
+`tokenizers` alone (`gguf_tokenizer`, `hf_tokenizer`).
 
 `ZOO_TOKENIZER_CACHE` names the folder (default `~/.cache/zoo/tokenizers`);
-`0` turns the cache off. The folder is pruned to `LIMIT_BYTES`, oldest first.
+`0` turns it off. The folder is pruned to `LIMIT_BYTES`, oldest first.
 """
 
 from __future__ import annotations
