@@ -21,6 +21,7 @@ import pytest
 from conftest import STORIES
 from gguf_fixtures import FAMILIES, GGUF_DATA, TEXT, build_all, hf_model, llamacpp_perplexity, llamacpp_tokens
 from quant_fixtures import INTEGER_DOT_ENCODINGS
+from tokenizer_checks import assert_tokenizes_as
 from zoo.core.checkpoints import gguf as reader
 from zoo.core.checkpoints.gguf_tokenizer import gguf_tokenizer
 from zoo.core.checkpoints.quantized import QuantizedWeight, as_float32
@@ -153,18 +154,12 @@ def test_a_cached_tokenizer_encodes_and_decodes_as_the_converted_one(families, t
     monkeypatch.setattr(module, "_convert", refuse)
     cached = gguf_tokenizer(open_file(path))
     hf = converted.hf
-    special = " ".join(t for t in (hf.bos_token, hf.eos_token) if t)
-    texts = [TEXT.read_text()[:3000], "  Hello,\tworld!\n\n new  line ", "café ☕ 日本語 🙂", f"{special} after {special}"]
-    for text in texts:
-        ids = hf(text)["input_ids"]
-        assert converted.encode(text) == cached.encode(text) == ids
-        assert converted.decode(ids) == cached.decode(ids) == hf.decode(ids, skip_special_tokens=True)
-    described = lambda t: (t.bos_token_id, t.eos_token_ids, t.vocab_size, t.chat_template)  # noqa: E731
-    assert described(cached) == described(converted)
+    ids = assert_tokenizes_as(hf, converted, cached)
     assert cached.hf.decode(ids, skip_special_tokens=True) == hf.decode(ids, skip_special_tokens=True)
     entry.write_text("{damaged")
     monkeypatch.setattr(module, "_convert", convert)
-    assert gguf_tokenizer(open_file(path)).encode(texts[0]) == converted.encode(texts[0])
+    story = TEXT.read_text()[:3000]
+    assert gguf_tokenizer(open_file(path)).encode(story) == converted.encode(story)
     assert entry.read_text().startswith("{") and entry.read_text() != "{damaged"
 
 
@@ -179,13 +174,7 @@ def test_a_tokenizer_saved_from_a_gguf_file_is_read_back_from_the_cache(families
     original.hf.save_pretrained(str(tmp_path / "saved"))
     first, cached = load_tokenizer(tmp_path / "saved"), load_tokenizer(tmp_path / "saved")
     assert type(first) is HFTokenizer and isinstance(cached, BackendTokenizer)
-    special = " ".join(original.hf.all_special_tokens)
-    for text in (TEXT.read_text()[:2000], f"{special} x  y\t{special}", "café ☕ 🙂 , . n't"):
-        ids = original.encode(text)
-        assert first.encode(text) == cached.encode(text) == ids
-        assert first.decode(ids) == cached.decode(ids) == original.decode(ids)
-    described = lambda t: (t.bos_token_id, t.eos_token_ids, t.vocab_size, t.chat_template)  # noqa: E731
-    assert described(cached) == described(first)
+    assert_tokenizes_as(original.hf, first, cached)
 
 
 def test_the_tokenizer_cache_keeps_entries_where_told_and_can_be_turned_off(monkeypatch, tmp_path):

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import GPT2_TOKENIZER, SHARED_DATA, STORIES, save_gpt2_tokenizer
+from conftest import GPT2_TOKENIZER, STORIES, save_gpt2_tokenizer
 from sentencepiece_json import save_hf_tokenizer
+from tokenizer_checks import assert_tokenizes_as
 from zoo.core.checkpoints import tokenizer as module
 from zoo.core.checkpoints.tokenizer import BackendTokenizer, HFTokenizer, load_tokenizer
 
-TEXT = SHARED_DATA / "texts" / "little-stories.txt"
 LOADERS = ("_fast_from_file", "_auto_from_folder", "_gpt2_from_folder")
 
 
@@ -55,14 +55,7 @@ def test_a_cached_tokenizer_encodes_and_decodes_as_transformers(kind, tmp_path, 
     cached = load_tokenizer(source)
     assert isinstance(cached, BackendTokenizer)
     hf = loaded.hf
-    special = " ".join(hf.all_special_tokens)
-    texts = [TEXT.read_text()[:3000], "  Hello,\tworld!\n\n new  line ", "café ☕ 日本語 🙂 , . ? n't", f"{special} after {special}"]
-    for text in texts:
-        ids = hf(text)["input_ids"]
-        assert loaded.encode(text) == cached.encode(text) == ids
-        assert loaded.decode(ids) == cached.decode(ids) == hf.decode(ids, skip_special_tokens=True)
-    described = lambda t: (t.bos_token_id, t.eos_token_ids, t.vocab_size, t.chat_template)  # noqa: E731
-    assert described(cached) == described(loaded)
+    ids = assert_tokenizes_as(hf, loaded, cached)
     for name, original in originals.items():
         monkeypatch.setattr(module, name, original)
     again = load_tokenizer(source)  # its transformers tokenizer (chat templates, saving) is built when asked for
