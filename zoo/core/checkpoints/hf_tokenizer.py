@@ -17,10 +17,16 @@ import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import tokenizer_cache
 from .tokenizer import BackendTokenizer, HFTokenizer
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer as Backend
+    from transformers import PreTrainedTokenizerBase
+
+    LoadTokenizer = Callable[[], PreTrainedTokenizerBase]
 
 # Methods of transformers' fast tokenizer whose work the bare backend repeats; a class
 # that overrides one may encode or decode differently.
@@ -32,7 +38,7 @@ _PROBES = (
 )
 
 
-def cached_transformers_tokenizer(path: Path, kind: str, load: Callable[[], Any]) -> HFTokenizer:
+def cached_transformers_tokenizer(path: Path, kind: str, load: LoadTokenizer) -> HFTokenizer:
     """The tokenizer at `path` (a file or folder) that `load` builds through transformers
     (`kind` names how): read from the tokenizer cache when stored, else loaded and, when its
     backend alone tokenizes as it does, stored."""
@@ -65,14 +71,14 @@ def _file_digests(path: Path) -> list[tuple[str, str]]:
     return [(file.name, hashlib.sha256(file.read_bytes()).hexdigest()) for file in files]
 
 
-def _from_entry(entry: dict[str, Any], load: Callable[[], Any]) -> BackendTokenizer:
+def _from_entry(entry: dict[str, Any], load: LoadTokenizer) -> BackendTokenizer:
     eos = entry["eos_token_id"]
     return BackendTokenizer(
         _bare_backend(entry["backend"]), entry["bos_token_id"], () if eos is None else (int(eos),), entry["chat_template"], load
     )
 
 
-def _bare_backend(text: str) -> Any:
+def _bare_backend(text: str) -> Backend:
     """A `tokenizers.Tokenizer` from its JSON, without padding or truncation (as
     transformers encodes a single text by default)."""
     from tokenizers import Tokenizer
@@ -83,7 +89,9 @@ def _bare_backend(text: str) -> Any:
     return backend
 
 
-def _leaves_work_to_backend(loaded: Any) -> bool:
+def _leaves_work_to_backend(loaded: PreTrainedTokenizerBase) -> bool:
+    """Whether `loaded` is a fast tokenizer whose class hands encoding and decoding to its
+    backend as transformers' base class does, special tokens not split."""
     from transformers import PreTrainedTokenizerFast
 
     if not isinstance(loaded, PreTrainedTokenizerFast) or getattr(loaded, "split_special_tokens", False):
@@ -91,7 +99,7 @@ def _leaves_work_to_backend(loaded: Any) -> bool:
     return all(getattr(type(loaded), name) is getattr(PreTrainedTokenizerFast, name) for name in _BACKEND_METHODS)
 
 
-def _agrees(loaded: Any, backend: Any) -> bool:
+def _agrees(loaded: PreTrainedTokenizerBase, backend: Backend) -> bool:
     """Whether `backend` encodes and decodes the probe texts as `loaded` does."""
     specials = " ".join(loaded.all_special_tokens)
     texts = [*_PROBES, f"{specials} between {specials}"]
