@@ -338,6 +338,7 @@ def compile_mapped(
     per_token = quantization.bytes_per_token(held, tied=tied, itemsize=dtype.size_in_bytes)
     encodings = quantization.describe_encodings(held)
     layout = quantization.weight_encodings(held)
+
     def graph_values() -> Iterator[tuple[str, Any]]:
         """(name, value) of what the graph takes, made one weight at a time and taken out of
         `held`, so that each source is freed once its values are placed."""

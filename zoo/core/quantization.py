@@ -96,14 +96,21 @@ def _replacing(source: Any, made: Any) -> Any:
     return made
 
 
-_STORED_ENCODINGS = {"torch.bfloat16": "bf16", "bfloat16": "bf16", "torch.float16": "f16", "float16": "f16"}
+_STORED_ENCODINGS = {"bfloat16": "bf16", "float16": "f16"}  # by dtype name, NumPy's or torch's
+
+
+def _stored_encoding(tensor: Any) -> str | None:
+    """`bf16` / `f16` for a 2-D bfloat16 / float16 tensor (torch or NumPy), else None."""
+    if getattr(tensor, "ndim", 0) != 2:
+        return None
+    return _STORED_ENCODINGS.get(str(getattr(tensor, "dtype", "")).removeprefix("torch."))
 
 
 def as_stored(tensor: Any) -> QuantizedWeight | None:
     """A 2-D bfloat16 or float16 tensor (torch or NumPy) as `bf16` / `f16` rows of the same
     bits (no rounding), or None for anything else."""
-    encoding = _STORED_ENCODINGS.get(str(getattr(tensor, "dtype", "")))
-    if encoding is None or getattr(tensor, "ndim", 0) != 2:
+    encoding = _stored_encoding(tensor)
+    if encoding is None:
         return None
     rows, cols = (int(d) for d in tensor.shape)
     if is_torch(tensor):
@@ -118,8 +125,7 @@ def holds_low_precision(tensors: Mapping[str, Any]) -> bool:
     """Whether a checkpoint has weights that run encoded without `--quantize`: quantized
     ones, or 2-D bfloat16 / float16 ones."""
     return any(
-        isinstance(t, (QuantizedWeight, StackedRows)) or (_STORED_ENCODINGS.get(str(getattr(t, "dtype", ""))) and getattr(t, "ndim", 0) == 2)
-        for t in tensors.values()
+        isinstance(t, (QuantizedWeight, StackedRows)) or _stored_encoding(t) is not None for t in tensors.values()
     )
 
 

@@ -22,7 +22,7 @@ from typing import Any
 from zoo.core.errors import TokenizerError
 
 from . import tokenizer_cache
-from .tokenizer import BackendTokenizer
+from .tokenizer import BackendTokenizer, backend_from_json
 
 # BPE pre-tokenizer name (tokenizer.ggml.pre) -> transformers GGUF converter.
 BPE_CONVERTERS = {
@@ -92,10 +92,8 @@ def gguf_tokenizer(file: Any, sentencepiece_converter: str = "llama") -> GGUFTok
     key = tokenizer_cache.cache_key([converter, add_bos, special, details], Path(__file__))
     stored = tokenizer_cache.read(key)
     if stored is not None:
-        from tokenizers import Tokenizer
-
         try:
-            return GGUFTokenizer(Tokenizer.from_str(stored), special, bos, eos, chat_template)
+            return GGUFTokenizer(backend_from_json(stored), special, bos, eos, chat_template)
         except Exception:  # a damaged entry: convert again, and store it anew
             pass
     backend = _convert(converter, details)

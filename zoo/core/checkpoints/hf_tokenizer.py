@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import tokenizer_cache
-from .tokenizer import BackendTokenizer, HFTokenizer
+from .tokenizer import FOLDER_FILES, BackendTokenizer, HFTokenizer, backend_from_json
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer as Backend
@@ -52,7 +52,7 @@ def cached_transformers_tokenizer(path: Path, kind: str, load: LoadTokenizer) ->
     loaded = load()
     if _leaves_work_to_backend(loaded):
         text = loaded.backend_tokenizer.to_str()
-        if _agrees(loaded, _bare_backend(text)):
+        if _agrees(loaded, backend_from_json(text)):
             entry = {
                 "backend": text,
                 "bos_token_id": loaded.bos_token_id,
@@ -65,8 +65,6 @@ def cached_transformers_tokenizer(path: Path, kind: str, load: LoadTokenizer) ->
 
 def _file_digests(path: Path) -> list[tuple[str, str]]:
     """Name and SHA-256 of each tokenizer file transformers may read at `path`."""
-    from .tokenizer import FOLDER_FILES
-
     files = [path] if path.is_file() else [path / name for name in FOLDER_FILES if (path / name).is_file()]
     return [(file.name, hashlib.sha256(file.read_bytes()).hexdigest()) for file in files]
 
@@ -74,19 +72,8 @@ def _file_digests(path: Path) -> list[tuple[str, str]]:
 def _from_entry(entry: dict[str, Any], load: LoadTokenizer) -> BackendTokenizer:
     eos = entry["eos_token_id"]
     return BackendTokenizer(
-        _bare_backend(entry["backend"]), entry["bos_token_id"], () if eos is None else (int(eos),), entry["chat_template"], load
+        backend_from_json(entry["backend"]), entry["bos_token_id"], () if eos is None else (int(eos),), entry["chat_template"], load
     )
-
-
-def _bare_backend(text: str) -> Backend:
-    """A `tokenizers.Tokenizer` from its JSON, without padding or truncation (as
-    transformers encodes a single text by default)."""
-    from tokenizers import Tokenizer
-
-    backend = Tokenizer.from_str(text)
-    backend.no_padding()
-    backend.no_truncation()
-    return backend
 
 
 def _leaves_work_to_backend(loaded: PreTrainedTokenizerBase) -> bool:

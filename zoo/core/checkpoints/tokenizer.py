@@ -6,9 +6,12 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import cached_property, partial
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from zoo.core.errors import TokenizerError, ZooError, describe_failure
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer as Backend
 
 Message = dict[str, str]
 
@@ -109,6 +112,17 @@ class BackendTokenizer(HFTokenizer):
 
     def decode(self, ids: Sequence[int]) -> str:
         return str(self.backend.decode([int(i) for i in ids], skip_special_tokens=True))
+
+
+def backend_from_json(text: str) -> Backend:
+    """A `tokenizers.Tokenizer` from its JSON, without padding or truncation (as transformers'
+    fast tokenizer encodes a single text by default)."""
+    from tokenizers import Tokenizer
+
+    backend = Tokenizer.from_str(text)
+    backend.no_padding()
+    backend.no_truncation()
+    return backend
 
 
 class SentencePieceTokenizer:

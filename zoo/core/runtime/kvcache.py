@@ -17,11 +17,10 @@ if TYPE_CHECKING:
 class KVCache:
     """Keys (B, Hkv, D, capacity) and values (B, Hkv, capacity, D) per layer, on the host.
 
-    Held as NumPy arrays in float32 and as torch tensors in bfloat16 (which
-    NumPy lacks), and handed to MAX through DLPack, which on the CPU shares
-    the memory instead of copying it. The
-    layers are slices of one tensor for keys (layers, B, Hkv, D, capacity) and
-    one for values, so a step's new keys and values, which the graph returns
+    Held as NumPy arrays in float32 and as torch tensors in bfloat16, and handed
+    to MAX through DLPack, which on the CPU shares the memory instead of copying
+    it. The layers are slices of one array for keys (layers, B, Hkv, D, capacity)
+    and one for values, so a step's new keys and values, which the graph returns
     stacked over the layers, go in with one copy each. Each
     slot also records its token's position and whether it holds a real token
     (not padding), from which the engine builds the attention masks. Each row
