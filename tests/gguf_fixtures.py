@@ -161,9 +161,11 @@ def convert(folder: Path, out: Path, outtype: str = "f32", raw_config: bool = Fa
     return out
 
 
-def quantize(source: Path, out: Path, kind: str) -> Path:
-    """llama.cpp's quantizer (llama-quantize): GGUF -> GGUF of `kind` (Q4_0, Q4_K_M, ...)."""
-    done = subprocess.run([str(llamacpp_bin() / "llama-quantize"), str(source), str(out), kind], capture_output=True, text=True)
+def quantize(source: Path, out: Path, kind: str, *options: str) -> Path:
+    """llama.cpp's quantizer (llama-quantize): GGUF -> GGUF of `kind` (Q4_0, Q4_K_M, ...), with
+    its `options` (`--tensor-type attn_v=q4_1`, ...)."""
+    command = [str(llamacpp_bin() / "llama-quantize"), *options, str(source), str(out), kind]
+    done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"llama-quantize failed:\n{done.stderr[-3000:]}")
     return out

@@ -11,7 +11,7 @@ import numpy as np
 
 from zoo.core.checkpoints.quantized import ENCODINGS, QuantizedWeight
 
-ALL_ENCODINGS = ("bf16", "f16", "q8_0", "q4_0", "q4_k", "q5_k", "q6_k")
+ALL_ENCODINGS = ("bf16", "f16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k", "q5_k", "q6_k")
 
 
 def _halves(rng: np.random.Generator, shape: tuple[int, ...], low: float, high: float) -> np.ndarray:
@@ -21,7 +21,7 @@ def _halves(rng: np.random.Generator, shape: tuple[int, ...], low: float, high: 
 
 def random_encoded(encoding: str, rows: int, cols: int, rng: np.random.Generator, scale: float = 0.2) -> QuantizedWeight:
     """A (rows, cols) weight in `encoding` whose values are of about `scale`."""
-    if encoding in ("q8_0", "q4_0", "bf16"):
+    if encoding in ("q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "bf16"):
         return QuantizedWeight.quantize(rng.normal(0.0, scale, size=(rows, cols)).astype(np.float32), encoding)
     if encoding == "f16":
         data = rng.normal(0.0, scale, size=(rows, cols)).astype(np.float16).view(np.uint8)
@@ -40,7 +40,7 @@ def random_encoded(encoding: str, rows: int, cols: int, rng: np.random.Generator
 
 
 # encodings zoo's kernel multiplies in integers against x quantized to 8 bits
-INTEGER_DOT_ENCODINGS = ("q8_0", "q4_k", "q5_k", "q6_k")
+INTEGER_DOT_ENCODINGS = ("q8_0", "q4_1", "q5_0", "q5_1", "q4_k", "q5_k", "q6_k")
 
 
 def quantized_activations(x: np.ndarray) -> np.ndarray:
@@ -66,7 +66,7 @@ def bf16_rounded(x: np.ndarray) -> np.ndarray:
 @contextmanager
 def quantized_reference(hf: Any, modules: list[Any]) -> Iterator[Any]:
     """`hf` with the input rows of `modules` through `quantized_activations`, as zoo's kernel
-    multiplies Q8_0/Q4_K/Q5_K/Q6_K weights in every graph (prefill and decode). Yields what to call in
+    multiplies Q8_0/Q4_1/Q5_0/Q5_1/Q4_K/Q5_K/Q6_K weights in every graph (prefill and decode). Yields what to call in
     place of hf."""
     import torch
 

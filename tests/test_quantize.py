@@ -77,6 +77,20 @@ def test_k_quant_files_have_llama_quantizes_type_mix(registry, tmp_path, target,
         assert written.types["blk.0.attn_q.weight"] == "Q4_K"
 
 
+@pytest.mark.parametrize("target, theirs", [("q4_k", "Q4_K_M"), ("q5_k", "Q5_K_M")])
+def test_rows_no_k_quant_fits_fall_back_as_llama_quantize_does(registry, tmp_path, target, theirs):
+    """stories260K's rows of 64 values fit no K-quant block: llama-quantize falls back to Q5_0
+    (for Q4_K), Q5_1 (for Q5_K) and Q8_0 (for Q6_K), and to F16 where 32-value blocks do not
+    fit either (rows of 172); zoo writes the same types and bytes."""
+    from gguf_fixtures import quantize
+
+    reference = quantize(GGUF_DATA / "stories260K-f32.gguf", tmp_path / f"stories-{theirs}.gguf", theirs)
+    out = tmp_path / f"stories-{target}.gguf"
+    written = quantize_model(str(STORIES / "hf"), target, out, registry, tokenizer=STORIES / "tok512.model")
+    assert_same_file(out, reference)
+    assert {"Q5_0" if target == "q4_k" else "Q5_1", "Q8_0", "F16"} <= set(written.type_counts())
+
+
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_every_family_is_written_as_the_converter_writes_it(registry, tmp_path, family):
     """Metadata, tensor names, shapes and float32 bytes equal the converter's file, for the

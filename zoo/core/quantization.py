@@ -11,8 +11,8 @@ model: every projection and the token embedding in TYPE, the output
 projection (or the token embedding, when the two are tied) in q6_k for the
 4- to 6-bit types (q8_0 stays q8_0, bf16 stays bf16), MoE routers float.
 A K-quant needs rows of a multiple of 256 values and the 32-value types a
-multiple of 32; a weight whose rows do not fit takes q8_0 (llama.cpp falls
-back to q5_0/q5_1 there, which zoo does not have), or stays float.
+multiple of 32; a weight whose rows do not fit takes llama.cpp's fallback
+(q4_k -> q5_0, q5_k -> q5_1, q6_k -> q8_0), or stays float.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from .checkpoints.arrays import is_torch
-from .checkpoints.quantized import ENCODINGS, QuantizedWeight, StackedRows, as_float32, parts_of
+from .checkpoints.quantized import QuantizedWeight, StackedRows, as_float32, fitting_encoding, parts_of
 from .errors import OptionsError
 
 QUANTIZE_TYPES = ("q8_0", "q4_0", "q4_k", "q5_k", "q6_k", "bf16")
@@ -49,9 +49,7 @@ def choose_encoding(name: str, columns: int, quantize: str, output: str) -> str 
     wanted = quantize
     if name == output and quantize in ("q4_0", "q4_k", "q5_k", "q6_k"):
         wanted = "q6_k"
-    if columns % ENCODINGS[wanted][0] == 0:
-        return wanted
-    return "q8_0" if columns % ENCODINGS["q8_0"][0] == 0 else None
+    return fitting_encoding(wanted, columns)
 
 
 def prepare_weights(

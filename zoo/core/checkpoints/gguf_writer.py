@@ -9,8 +9,8 @@ regrouped, Conv1D weights transposed, experts stacked), the tokenizer as the
 converter stores it, and tensor types chosen as `llama-quantize` chooses them
 for the target (Q4_K is its Q4_K_M mix: Q6_K for the output and for attn_v /
 ffn_down in the layers it favours).
-Where a row length does not fit a type's blocks, llama.cpp falls back to
-another type; zoo falls back to one it runs (Q4_K -> Q4_0, Q5_K/Q6_K -> Q8_0,
+Where a row length does not fit a type's blocks, the tensor falls back to
+another type as llama.cpp's does (Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0,
 then F16).
 """
 
@@ -27,7 +27,7 @@ from zoo.core.errors import OptionsError, UnsupportedModelError, WeightsError
 
 from .gguf import gguf_names, interleaved_rotary_order, per_head_qkv_order
 from .gguf_layout import GGUFLayout, first_of, head_dim
-from .quantized import ENCODINGS, QuantizedWeight, as_float32
+from .quantized import QuantizedWeight, as_float32, fitting_encoding
 
 if TYPE_CHECKING:
     from zoo.core.architecture import Architecture
@@ -45,8 +45,6 @@ TARGETS = {
     "q6_k": ("MOSTLY_Q6_K", "Q6_K"),
 }
 QUANTIZED = ("Q8_0", "Q4_0", "Q4_K", "Q5_K", "Q6_K")
-# When rows do not fit a type's blocks: a type zoo runs (llama.cpp: Q4_K -> Q5_0, Q5_K -> Q5_1).
-FALLBACK = {"Q4_K": "Q4_0", "Q5_K": "Q8_0", "Q6_K": "Q8_0"}
 
 
 @dataclass
@@ -231,7 +229,7 @@ def tensor_type(name: str, array: np.ndarray, target: str, hf: Mapping[str, Any]
     layer = int(name.split(".")[1]) if name.startswith("blk.") else -1
     cols = array.shape[-1]
     if name == "output.weight" or (tied and name == "token_embd.weight"):
-        kind = "Q8_0" if cols % ENCODINGS[default.lower()][0] else ("Q6_K" if default != "Q8_0" else "Q8_0")
+        kind = "Q8_0" if default == "Q8_0" else "Q6_K"
     elif target in ("q4_k", "q5_k"):
         short = name.split(".")[2] if layer >= 0 else ""
         if short == "attn_v":
@@ -246,11 +244,8 @@ def tensor_type(name: str, array: np.ndarray, target: str, hf: Mapping[str, Any]
             kind = "Q5_K" if target == "q4_k" else "Q6_K"
     elif target == "q4_0" and experts == 8 and name.endswith(("attn_v.weight", "attn_k.weight")):
         kind = "Q8_0"
-    while cols % ENCODINGS[kind.lower()][0]:
-        kind = FALLBACK.get(kind, "F16")
-        if kind == "F16":
-            break
-    return kind
+    fitting = fitting_encoding(kind.lower(), cols)
+    return fitting.upper() if fitting else "F16"
 
 
 def encode(array: np.ndarray, kind: str) -> np.ndarray:

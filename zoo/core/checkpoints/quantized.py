@@ -29,10 +29,28 @@ ENCODINGS: dict[str, tuple[int, int]] = {
     "f16": (1, 2),
     "q8_0": (32, 34),
     "q4_0": (32, 18),
+    "q4_1": (32, 20),
+    "q5_0": (32, 22),
+    "q5_1": (32, 24),
     "q4_k": (256, 144),
     "q5_k": (256, 176),
     "q6_k": (256, 210),
 }
+
+
+# llama-quantize's encoding for rows that do not fit a K-quant's 256-value blocks
+_FALLBACK = {"q4_k": "q5_0", "q5_k": "q5_1", "q6_k": "q8_0"}
+
+
+def fitting_encoding(encoding: str, columns: int) -> str | None:
+    """`encoding`, or what llama-quantize falls back to when rows of `columns` values do not
+    fit its blocks (Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0); None where no block fits
+    (llama.cpp then writes F16)."""
+    while columns % ENCODINGS[encoding][0]:
+        if encoding not in _FALLBACK:
+            return None
+        encoding = _FALLBACK[encoding]
+    return encoding
 
 
 ENCODE_ROWS = 32  # rows a thread encodes at a time: its temporaries stay in the cache

@@ -15,10 +15,11 @@ matrix in memory. Other dtypes and accelerators keep MAX's ops.
 
 Weights kept in a GGML block encoding or bfloat16 (`QuantizedWeight`) enter
 the graph as their raw uint8 rows (`encoding` names the format), and every CPU
-graph multiplies by them with `zoo_qrowdot` (Q8_0, Q5_K and Q6_K as 8-bit integer
-dot products with x rounded per 32-value block, as llama.cpp does; the others in
-float32 arithmetic), so no float32 copy of them is ever made; only looked-up
-embedding rows are decoded (`zoo_dequantize`, `mojo/quantized.mojo`).
+graph multiplies by them with `zoo_qrowdot` (the GGML block encodings but Q4_0
+as 8-bit integer dot products with x rounded per 32-value block, as llama.cpp
+does; Q4_0, bf16 and f16 in float32 arithmetic), so no float32 copy of them is
+ever made; only looked-up embedding rows are decoded (`zoo_dequantize`,
+`mojo/quantized.mojo`).
 Projections in Q4_0, Q4_K and Q6_K whose rows MAX's own quantized matmul takes
 are repacked for it at load (`repack.py`) and use it in every graph (`packed=True`).
 """
@@ -135,7 +136,9 @@ def _on_host(x: Any) -> bool:
 
 
 # Encodings of `QuantizedWeight` -> the kernels' `encoding` parameter (mojo/quantized.mojo).
-ENCODING_CODES = {"bf16": 0, "f16": 1, "q8_0": 2, "q4_0": 3, "q4_k": 4, "q5_k": 5, "q6_k": 6}
+ENCODING_CODES = {
+    "bf16": 0, "f16": 1, "q8_0": 2, "q4_0": 3, "q4_k": 4, "q5_k": 5, "q6_k": 6, "q4_1": 7, "q5_0": 8, "q5_1": 9,
+}
 
 
 def linear(

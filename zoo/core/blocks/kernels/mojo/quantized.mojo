@@ -2,7 +2,7 @@
 
 A weight is (n, row_bytes) uint8: each row is a run of blocks along the
 columns, exactly as GGUF stores it. Every encoding is read 32 values at a
-time (a "chunk"): a Q8_0/Q4_0 block is one chunk, a K-quant super-block of
+time (a "chunk"): a Q8_0/Q4_0/Q4_1/Q5_0/Q5_1 block is one chunk, a K-quant super-block of
 256 values is eight, and bf16/f16 rows are cut into chunks of 32 values
 (64 bytes) with a scalar tail. `decode_chunk` turns one chunk into 32
 float32 values exactly as the reference decoders do (the `gguf` package's
@@ -14,13 +14,13 @@ NumPy code, llama.cpp's `dequantize_row_*`).
   does for float32 weights (a few long blocks each), and stream each weight row
   once, front to back, prefetching ahead, against up to four rows of x at a
   time, with several accumulators.
-  Q8_0, Q4_K, Q5_K and Q6_K are multiplied in integers, as llama.cpp does: each row
+  Q8_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K and Q6_K are multiplied in integers, as llama.cpp does: each row
   of x is first quantized to 8 bits per block of 32 (`quantize_rows`), then
   each block is an int8 dot product (AVX-512 VNNI's vpdpbusd where the CPU has
   it) scaled in float32. That rounds x about as finely as Q8_0 rounds the weights.
   bf16/f16 and Q4_0 are decoded and multiplied in float32 (a Q4_0 block's 32
   products scaled once, `q4_0_block_dot`).
-  From a few rows of x on (prefill, `tiled_rows`), Q8_0, Q4_K, Q5_K, Q6_K, bf16 and f16 take
+  From a few rows of x on (prefill, `tiled_rows`), the integer encodings, bf16 and f16 take
   `tiled_dot`: x is laid out with 16 rows side by side in each vector, a
   panel of a few weight rows is decoded once into a small buffer (bytes for
   the integer dot products, float32 for bf16/f16) and multiplied by every
@@ -39,7 +39,7 @@ import extensibility
 from extensibility import InputTensor, OutputTensor
 from max.algorithm import sync_parallelize
 from std.atomic import Atomic
-from std.math import sqrt, tanh
+from std.math import iota, sqrt, tanh
 from std.memory import bitcast, stack_allocation
 from std.sys import CompilationTarget, num_physical_cores
 from std.sys.intrinsics import PrefetchOptions, llvm_intrinsic, prefetch
@@ -52,6 +52,9 @@ comptime Q4_0 = 3
 comptime Q4_K = 4
 comptime Q5_K = 5
 comptime Q6_K = 6
+comptime Q4_1 = 7
+comptime Q5_0 = 8
+comptime Q5_1 = 9
 
 comptime CHUNK = 32  # values decoded at a time
 comptime BLOCKS_PER_CORE = 4  # work items per core: few, so each core streams long runs of rows
@@ -84,6 +87,12 @@ def block_bytes[enc: Int]() -> Int:
         return 144
     comptime if enc == Q5_K:
         return 176
+    comptime if enc == Q4_1:
+        return 20
+    comptime if enc == Q5_0:
+        return 22
+    comptime if enc == Q5_1:
+        return 24
     return 210
 
 
@@ -118,6 +127,11 @@ def decode_chunk[enc: Int](block: Bytes, c: Int) -> Chunk:
         var q = (block + 2).load[width=16]()
         var both = (q & 15).join(q >> 4)
         return (both.cast[DType.float32]() - 8) * half(block)
+    comptime if small_blocks[enc]():
+        var q = small_quants[enc](block).cast[DType.float32]()
+        comptime if enc == Q5_0:
+            return (q - 16) * half(block)
+        return q * half(block) + half(block + 2)
     comptime if enc == Q4_K or enc == Q5_K:
         var sm = k_scale_min(block + 4, c)
         var q = k_quants[enc](block, (block + 16).load[width=CHUNK](), c)
@@ -140,6 +154,26 @@ def q6_k_quants(block: Bytes, c: Int) -> SIMD[DType.uint8, CHUNK]:
     var ql = (block + 64 * h + 32 * (quarter % 2)).load[width=CHUNK]()
     var qh = (block + 128 + 32 * h).load[width=CHUNK]()
     return ((ql >> UInt8(4 * (quarter // 2))) & 15) | (((qh >> UInt8(2 * quarter)) & 3) << 4)
+
+
+def small_blocks[enc: Int]() -> Bool:
+    """Whether `enc` is one of GGML's 32-value blocks of 4- or 5-bit quants: Q4_1 (d, m),
+    Q5_0 (d; quants 16 above their value) and Q5_1 (d, m), x = d * q (+ m)."""
+    return enc == Q4_1 or enc == Q5_0 or enc == Q5_1
+
+
+@always_inline
+def small_quants[enc: Int](block: Bytes) -> SIMD[DType.uint8, CHUNK]:
+    """The 32 quants of a Q4_1 (0..15), Q5_0 or Q5_1 (0..31) block: values 0-15 in the low
+    nibbles of its 16 quant bytes, 16-31 in the high ones; Q5's fifth bits, value i's at bit i,
+    in the 32-bit word before them."""
+    comptime QS = 4 if enc == Q4_1 else (6 if enc == Q5_0 else 8)
+    var raw = (block + QS).load[width=16]()
+    var q = (raw & 15).join(raw >> 4)
+    comptime if enc != Q4_1:
+        var qh = SIMD[DType.uint32, CHUNK]((block + QS - 4).bitcast[UInt32]().load())
+        q |= (((qh >> iota[DType.uint32, CHUNK]()) & 1) << 4).cast[DType.uint8]()
+    return q
 
 
 @always_inline
@@ -194,13 +228,13 @@ comptime QBytes = Pointer[Int8, _]
 
 def integer_dots[enc: Int]() -> Bool:
     """Whether `enc` is multiplied in integers against x quantized to 8 bits."""
-    return enc == Q8_0 or enc == Q4_K or enc == Q5_K or enc == Q6_K
+    return enc == Q8_0 or enc == Q4_K or enc == Q5_K or enc == Q6_K or small_blocks[enc]()
 
 
 def has_mins[enc: Int]() -> Bool:
-    """Whether `enc` is a K-quant with per-sub-block mins (Q4_K, Q5_K): its products take
-    x's block sums."""
-    return enc == Q4_K or enc == Q5_K
+    """Whether `enc` has per-block mins (Q4_K, Q5_K, Q4_1, Q5_1): its products take x's
+    block sums."""
+    return enc == Q4_K or enc == Q5_K or enc == Q4_1 or enc == Q5_1
 
 
 def quants_at[enc: Int]() -> Int:
@@ -221,7 +255,7 @@ def k_quants[enc: Int](block: Bytes, qh: SIMD[DType.uint8, CHUNK], c: Int) -> SI
 
 def needs_shares[enc: Int]() -> Bool:
     """Whether `enc`'s integer dot products take x's `unsigned_share` (offset quants)."""
-    return enc == Q8_0 or enc == Q6_K
+    return enc == Q8_0 or enc == Q6_K or enc == Q5_0
 
 
 def quantize_rows[shares: Bool](
@@ -328,6 +362,47 @@ def q8_0_row[MR: Int](w: Bytes, k: Int, xq: QBytes, xd: Floats, xc: Pointer[Int3
         s += 1
     comptime for m in range(MR):
         totals.store(m, row_sum[8, U, MR, m](acc))
+
+
+def small_block_row[enc: Int, MR: Int](
+    w: Bytes, k: Int, xq: QBytes, xd: Floats, xs: Floats, xc: Pointer[Int32, _], totals: Totals
+):
+    """As `q8_0_row` for Q4_1, Q5_0 and Q5_1: per block an unsigned-by-signed int8 dot
+    product of the quants with x times both scales; Q5_0's offset of 16 is an eighth of x's
+    `unsigned_share`, and Q4_1/Q5_1's min is multiplied by x's scale times its quants' sum."""
+    comptime BB = block_bytes[enc]()
+    comptime U = 4 // MR
+    var blocks = k // CHUNK
+    var acc = StaticTuple[Octet, U * MR](fill=Octet(0))
+    var offs = StaticTuple[Float32, MR](fill=Float32(0))
+
+    @always_inline
+    def step[u: Int](s: Int) {mut acc, mut offs, var w, var k, var xq, var xd, var xs, var xc, var blocks}:
+        var block = w + s * BB
+        var q = small_quants[enc](block)
+        var dw = broadcast_half(block).slice[8, offset=0]()
+        comptime for m in range(MR):
+            var b = m * blocks + s
+            var xv = (xq + m * k + s * CHUNK).load[width=CHUNK]()
+            var start = Ints(0)
+            comptime if needs_shares[enc]():
+                start = (xc + b * 8).load[width=8]() >> 3
+            else:
+                offs[m] += half(block + 2) * xs.load(b)
+            var p = dot_u8_i8(start, q, xv).cast[DType.float32]() * Octet(xd.load(b))
+            acc[u * MR + m] = p.fma(dw, acc[u * MR + m])
+
+    var s = 0
+    while s + U <= blocks:
+        prefetch_ahead[U * BB](w + s * BB)
+        comptime for u in range(U):
+            step[u](s + u)
+        s += U
+    while s < blocks:
+        step[0](s)
+        s += 1
+    comptime for m in range(MR):
+        totals.store(m, row_sum[8, U, MR, m](acc) + offs[m])
 
 
 comptime SEGMENT = 32  # K-quant super-blocks whose scales are worked out ahead of their dot products
@@ -443,6 +518,8 @@ def row_dot[enc: Int, MR: Int](
     sums xs and shares xc all start at that row)."""
     comptime if enc == Q8_0:
         q8_0_row[MR](w, k, xq, xd, xc, totals)
+    elif small_blocks[enc]():
+        small_block_row[enc, MR](w, k, xq, xd, xs, xc, totals)
     elif has_mins[enc]():
         k_quant_row[enc, MR](w, k, xq, xd, xs, totals)
     elif enc == Q6_K:
@@ -505,11 +582,11 @@ def tile_quantized[enc: Int](
 ):
     """x quantized by `quantize_rows`, 16 rows to a tile, in the lanes the tile kernels read:
     per tile and 4 columns, each row's 4 quants (`xt`); per tile and block of 32, each row's
-    scale (`xdt`) and, for Q4_K/Q5_K, its scale times the sum of its quants (`xst`); for
-    Q8_0 and Q6_K, per sub-block (`sub_blocks`) the weights' offset (128, 32) times minus
+    scale (`xdt`) and, for the encodings with mins, its scale times the sum of its quants (`xst`);
+    for Q8_0, Q5_0 and Q6_K, per sub-block (`sub_blocks`) the weights' offset (128, 16, 32) times minus
     the sum of its quants (`xct`). Rows past the last are zero."""
     comptime S = sub_blocks[enc]()
-    comptime OFFSET = 128 if enc == Q8_0 else 32
+    comptime OFFSET = 128 if enc == Q8_0 else (16 if enc == Q5_0 else 32)
     var chunks = k // CHUNK
     var tiles = (rows + LANES - 1) // LANES
     for t in range(tiles):
@@ -547,10 +624,11 @@ def pack_panel[enc: Int](
     wq: Pointer[UInt8, MutUntrackedOrigin], wf: MutFloats, ws: MutFloats, wm: MutFloats,
 ):
     """The `count` weight rows at w as the tile kernels read them, panel_rows[enc]() rows
-    (the last one repeated past `count`): Q8_0, Q4_K and Q5_K as one unsigned byte per value
-    (`wq`, row after row; Q8_0's quant + 128, the K-quants' 4-, 5- or 6-bit quant) with, per
-    block of 32 (Q6_K: of 16) and row, the scale (`ws`: Q8_0's d, the K-quants' d * scale)
-    and Q4_K/Q5_K's -d_min * min (`wm`); bf16/f16 as float32 (`wf`, row after row)."""
+    (the last one repeated past `count`): the integer encodings as one unsigned byte per value
+    (`wq`, row after row; Q8_0's quant + 128, the others' 4-, 5- or 6-bit quant) with, per
+    block of 32 (Q6_K: of 16) and row, the scale (`ws`: Q8_0's and the 32-value blocks' d, the
+    K-quants' d * scale) and the min (`wm`: Q4_1/Q5_1's m, Q4_K/Q5_K's -d_min * min); bf16/f16
+    as float32 (`wf`, row after row)."""
     comptime R = panel_rows[enc]()
     var chunks = k // CHUNK
     for r in range(R):
@@ -560,6 +638,13 @@ def pack_panel[enc: Int](
                 var block = row + s * 34
                 wq.store(r * k + s * CHUNK, (block + 2).load[width=CHUNK]() ^ 128)
                 ws.store(s * R + r, half(block))
+        elif small_blocks[enc]():
+            for s in range(chunks):
+                var block = row + s * block_bytes[enc]()
+                wq.store(r * k + s * CHUNK, small_quants[enc](block))
+                ws.store(s * R + r, half(block))
+                comptime if has_mins[enc]():
+                    wm.store(s * R + r, half(block + 2))
         elif has_mins[enc]():
             for s in range(k // 256):
                 var block = row + s * block_bytes[enc]()
