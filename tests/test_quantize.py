@@ -91,6 +91,19 @@ def test_rows_no_k_quant_fits_fall_back_as_llama_quantize_does(registry, tmp_pat
     assert {"Q5_0" if target == "q4_k" else "Q5_1", "Q8_0", "F16"} <= set(written.type_counts())
 
 
+@pytest.mark.parametrize("target, theirs", [("q4_1", "Q4_1"), ("q5_0", "Q5_0"), ("q5_1", "Q5_1")])
+def test_legacy_32_value_type_files_equal_llama_quantizes(registry, tmp_path, target, theirs):
+    """Q4_1, Q5_0 and Q5_1 files (the `gguf` package's encoders) are byte for byte what
+    llama-quantize writes: its Q6_K output falling back to Q8_0, F16 for rows of 172."""
+    from gguf_fixtures import quantize
+
+    reference = quantize(GGUF_DATA / "stories260K-f32.gguf", tmp_path / f"stories-{theirs}.gguf", theirs)
+    out = tmp_path / f"stories-{target}.gguf"
+    written = quantize_model(str(STORIES / "hf"), target, out, registry, tokenizer=STORIES / "tok512.model")
+    assert_same_file(out, reference)
+    assert set(written.type_counts()) == {theirs, "Q8_0", "F16", "F32"}
+
+
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_every_family_is_written_as_the_converter_writes_it(registry, tmp_path, family):
     """Metadata, tensor names, shapes and float32 bytes equal the converter's file, for the

@@ -257,6 +257,8 @@ def test_weights_stay_float_where_no_module_holds_them_encoded():
         ("layers.0.mlp.down_proj.weight", 96, "q4_k", "q5_0"),  # rows not a multiple of 256
         ("layers.0.mlp.down_proj.weight", 96, "q5_k", "q5_1"),
         ("lm_head.weight", 96, "q4_k", "q8_0"),
+        ("layers.0.mlp.down_proj.weight", 96, "q5_0", "q5_0"),
+        ("lm_head.weight", 256, "q4_1", "q6_k"),
         ("layers.0.mlp.down_proj.weight", 100, "q8_0", None),  # nor of 32: stays float
         ("layers.0.mlp.router.weight", 256, "q8_0", None),  # MoE routers stay float
     ],

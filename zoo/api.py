@@ -140,7 +140,7 @@ def load(
 ) -> Model:
     """Loads and compiles `ref`: an alias (`zoo.models()`), a hub id, a directory or a checkpoint file.
 
-    `quantize` ("q8_0", "q4_0", "q4_k", "q5_k", "q6_k" or "bf16") encodes the projection
+    `quantize` ("q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k", "q5_k", "q6_k" or "bf16") encodes the projection
     and embedding weights in memory, as `zoo run --quantize` does (CPU only)."""
     loaded = load_model(
         ref,

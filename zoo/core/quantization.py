@@ -26,7 +26,7 @@ from .checkpoints.arrays import is_torch
 from .checkpoints.quantized import QuantizedWeight, StackedRows, as_float32, fitting_encoding, parts_of
 from .errors import OptionsError
 
-QUANTIZE_TYPES = ("q8_0", "q4_0", "q4_k", "q5_k", "q6_k", "bf16")
+QUANTIZE_TYPES = ("q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k", "q5_k", "q6_k", "bf16")
 _KEEP_FLOAT_SUFFIXES = ("router.weight",)
 
 
@@ -47,7 +47,7 @@ def choose_encoding(name: str, columns: int, quantize: str, output: str) -> str 
     if name.endswith(_KEEP_FLOAT_SUFFIXES):
         return None
     wanted = quantize
-    if name == output and quantize in ("q4_0", "q4_k", "q5_k", "q6_k"):
+    if name == output and quantize not in ("q8_0", "bf16"):
         wanted = "q6_k"
     return fitting_encoding(wanted, columns)
 

@@ -40,11 +40,14 @@ TARGETS = {
     "bf16": ("MOSTLY_BF16", "BF16"),
     "q8_0": ("MOSTLY_Q8_0", "Q8_0"),
     "q4_0": ("MOSTLY_Q4_0", "Q4_0"),
+    "q4_1": ("MOSTLY_Q4_1", "Q4_1"),
+    "q5_0": ("MOSTLY_Q5_0", "Q5_0"),
+    "q5_1": ("MOSTLY_Q5_1", "Q5_1"),
     "q4_k": ("MOSTLY_Q4_K_M", "Q4_K"),
     "q5_k": ("MOSTLY_Q5_K_M", "Q5_K"),
     "q6_k": ("MOSTLY_Q6_K", "Q6_K"),
 }
-QUANTIZED = ("Q8_0", "Q4_0", "Q4_K", "Q5_K", "Q6_K")
+QUANTIZED = ("Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K", "Q5_K", "Q6_K")
 
 
 @dataclass
@@ -232,18 +235,16 @@ def tensor_type(name: str, array: np.ndarray, target: str, hf: Mapping[str, Any]
         kind = "Q8_0" if default == "Q8_0" else "Q6_K"
     elif target in ("q4_k", "q5_k"):
         short = name.split(".")[2] if layer >= 0 else ""
-        if short == "attn_v":
-            kind = "Q8_0" if experts == 8 else ("Q6_K" if _use_more_bits(layer, layers) else default)
-        elif short == "attn_k" and experts == 8:
-            kind = "Q8_0"
+        if short == "attn_v" and _use_more_bits(layer, layers):
+            kind = "Q6_K"
         elif short in ("ffn_down", "ffn_down_exps") and _use_more_bits(layer, layers):
             kind = "Q6_K"
         elif short == "attn_output" and experts == 8 and target == "q4_k":
             kind = "Q5_K"
         elif short == "attn_qkv":
             kind = "Q5_K" if target == "q4_k" else "Q6_K"
-    elif target == "q4_0" and experts == 8 and name.endswith(("attn_v.weight", "attn_k.weight")):
-        kind = "Q8_0"
+    if experts == 8 and name.endswith(("attn_v.weight", "attn_k.weight")):
+        kind = "Q8_0"  # every type: llama.cpp spends the few bytes on the 8-expert models' shared k/v
     fitting = fitting_encoding(kind.lower(), cols)
     return fitting.upper() if fitting else "F16"
 
