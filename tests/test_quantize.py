@@ -77,31 +77,22 @@ def test_k_quant_files_have_llama_quantizes_type_mix(registry, tmp_path, target,
         assert written.types["blk.0.attn_q.weight"] == "Q4_K"
 
 
-@pytest.mark.parametrize("target, theirs", [("q4_k", "Q4_K_M"), ("q5_k", "Q5_K_M")])
-def test_rows_no_k_quant_fits_fall_back_as_llama_quantize_does(registry, tmp_path, target, theirs):
-    """stories260K's rows of 64 values fit no K-quant block: llama-quantize falls back to Q5_0
-    (for Q4_K), Q5_1 (for Q5_K) and Q8_0 (for Q6_K), and to F16 where 32-value blocks do not
-    fit either (rows of 172); zoo writes the same types and bytes."""
+@pytest.mark.parametrize("target, theirs, main_type", [
+    ("q4_k", "Q4_K_M", "Q5_0"), ("q5_k", "Q5_K_M", "Q5_1"), ("q4_1", "Q4_1", "Q4_1"), ("q5_0", "Q5_0", "Q5_0"),
+    ("q5_1", "Q5_1", "Q5_1"),
+])
+def test_stories260k_files_equal_the_ones_llama_quantize_writes_here(registry, tmp_path, target, theirs, main_type):
+    """Byte for byte what llama-quantize writes from the F32 file. stories260K's rows of 64
+    values fit no K-quant block: Q4_K falls back to Q5_0, Q5_K to Q5_1 and the Q6_K output to
+    Q8_0; rows of 172 fit no 32-value block either and take F16. Q4_1, Q5_0 and Q5_1 come from
+    the `gguf` package's encoders."""
     from gguf_fixtures import quantize
 
     reference = quantize(GGUF_DATA / "stories260K-f32.gguf", tmp_path / f"stories-{theirs}.gguf", theirs)
     out = tmp_path / f"stories-{target}.gguf"
     written = quantize_model(str(STORIES / "hf"), target, out, registry, tokenizer=STORIES / "tok512.model")
     assert_same_file(out, reference)
-    assert {"Q5_0" if target == "q4_k" else "Q5_1", "Q8_0", "F16"} <= set(written.type_counts())
-
-
-@pytest.mark.parametrize("target, theirs", [("q4_1", "Q4_1"), ("q5_0", "Q5_0"), ("q5_1", "Q5_1")])
-def test_legacy_32_value_type_files_equal_llama_quantizes(registry, tmp_path, target, theirs):
-    """Q4_1, Q5_0 and Q5_1 files (the `gguf` package's encoders) are byte for byte what
-    llama-quantize writes: its Q6_K output falling back to Q8_0, F16 for rows of 172."""
-    from gguf_fixtures import quantize
-
-    reference = quantize(GGUF_DATA / "stories260K-f32.gguf", tmp_path / f"stories-{theirs}.gguf", theirs)
-    out = tmp_path / f"stories-{target}.gguf"
-    written = quantize_model(str(STORIES / "hf"), target, out, registry, tokenizer=STORIES / "tok512.model")
-    assert_same_file(out, reference)
-    assert set(written.type_counts()) == {theirs, "Q8_0", "F16", "F32"}
+    assert set(written.type_counts()) == {main_type, "Q8_0", "F16", "F32"}
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))

@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 import click
 
+from zoo.core.quantization import QUANTIZE_TYPES
 from zoo.core.registry import Registry
 from zoo.core.runtime.sampling import SamplingOptions
 
@@ -71,7 +72,7 @@ def model_flags(func: F) -> F:
 device_flag = click.option("--device", type=click.Choice(["auto", "cpu", "gpu"]), default="auto", show_default=True, help="Where to run.")
 dtype_flag = click.option("--dtype", type=click.Choice(["float32", "bfloat16"]), default=None, help="Weights and activations dtype [default: float32 on CPU, bfloat16 on GPU].")
 quantize_flag = click.option(
-    "--quantize", type=click.Choice(["q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k", "q5_k", "q6_k", "bf16"]), default=None,
+    "--quantize", type=click.Choice(QUANTIZE_TYPES), default=None,
     help="Encode the projection and embedding weights in memory (CPU; llama-quantize's type choices).",
 )
 json_flag = click.option("--json", "as_json", is_flag=True, help="Print JSON.")

@@ -6,12 +6,14 @@ from pathlib import Path
 
 import click
 
+from zoo.core.checkpoints.gguf_writer import TARGETS
+
 from .common import gguf_file_flag, registry, with_gguf_file
 
 
 @click.command("quantize")
 @click.argument("model")
-@click.option("--to", "target", required=True, type=click.Choice(["q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k", "q5_k", "q6_k", "bf16", "f16", "f32"]),
+@click.option("--to", "target", required=True, type=click.Choice(list(TARGETS)),
               help="Tensor type: q4_k and q5_k are llama.cpp's Q4_K_M / Q5_K_M mixes (Q6_K output and some attn_v / ffn_down).")
 @click.option("-o", "--output", "out", required=True, type=click.Path(path_type=Path, dir_okay=False), help="GGUF file to write.")
 @click.option("--weights", type=click.Path(path_type=Path), default=None, help="Weights file to use instead of the checkpoint directory's own.")

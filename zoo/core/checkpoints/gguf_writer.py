@@ -25,7 +25,7 @@ import numpy as np
 
 from zoo.core.errors import OptionsError, UnsupportedModelError, WeightsError
 
-from .gguf import gguf_names, interleaved_rotary_order, per_head_qkv_order
+from .gguf import QUANTIZED_TYPES, gguf_names, interleaved_rotary_order, per_head_qkv_order
 from .gguf_layout import GGUFLayout, first_of, head_dim
 from .quantized import QuantizedWeight, as_float32, fitting_encoding
 
@@ -47,7 +47,6 @@ TARGETS = {
     "q5_k": ("MOSTLY_Q5_K_M", "Q5_K"),
     "q6_k": ("MOSTLY_Q6_K", "Q6_K"),
 }
-QUANTIZED = ("Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K", "Q5_K", "Q6_K")
 
 
 @dataclass
@@ -224,7 +223,7 @@ def tensor_type(name: str, array: np.ndarray, target: str, hf: Mapping[str, Any]
     if not _quantizable(name, array):
         return "F32"
     default = TARGETS[target][1]
-    if default not in QUANTIZED:
+    if default not in QUANTIZED_TYPES:
         return default
     kind = default
     layers = int(first_of(hf, "num_hidden_layers", "n_layer"))
