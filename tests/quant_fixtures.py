@@ -11,7 +11,7 @@ import numpy as np
 
 from zoo.core.checkpoints.quantized import ENCODINGS, QuantizedWeight
 
-ALL_ENCODINGS = ("bf16", "f16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k", "q5_k", "q6_k")
+ALL_ENCODINGS = ("bf16", "f16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q2_k", "q3_k", "q4_k", "q5_k", "q6_k", "iq4_nl", "iq4_xs")
 
 
 def _halves(rng: np.random.Generator, shape: tuple[int, ...], low: float, high: float) -> np.ndarray:
@@ -32,6 +32,15 @@ def random_encoded(encoding: str, rows: int, cols: int, rng: np.random.Generator
     if encoding == "q6_k":  # value = d * scale * (q - 32), int8 scales, q in 0..63
         data[..., 192:208] = rng.integers(-8, 9, size=(*blocks, 16)).astype(np.int8).view(np.uint8)
         data[..., 208:210] = _halves(rng, blocks, scale / 100, scale / 50)
+    elif encoding == "q2_k":  # value = d * sc * q - dmin * m, 4-bit sc and m, q in 0..3
+        data[..., 80:82] = _halves(rng, blocks, scale / 90, scale / 45)
+        data[..., 82:84] = _halves(rng, blocks, scale / 400, scale / 200)
+    elif encoding == "q3_k":  # value = d * (scale - 32) * (q - 4), 6-bit scales, q in 0..7
+        data[..., 108:110] = _halves(rng, blocks, scale / 400, scale / 200)
+    elif encoding == "iq4_nl":  # value = d * table[q], table values in -127..113
+        data[..., 0:2] = _halves(rng, blocks, scale / 200, scale / 100)
+    elif encoding == "iq4_xs":  # value = d * (scale - 32) * table[q], 6-bit scales
+        data[..., 0:2] = _halves(rng, blocks, scale / 6000, scale / 3000)
     else:  # value = d * sc * q - dmin * m, 6-bit sc and m, q in 0..15 (0..31 for q5_k)
         levels = 15 if encoding == "q4_k" else 31
         data[..., 0:2] = _halves(rng, blocks, scale / (20 * levels), scale / (10 * levels))
@@ -40,7 +49,7 @@ def random_encoded(encoding: str, rows: int, cols: int, rng: np.random.Generator
 
 
 # encodings zoo's kernel multiplies in integers against x quantized to 8 bits
-INTEGER_DOT_ENCODINGS = ("q8_0", "q4_1", "q5_0", "q5_1", "q4_k", "q5_k", "q6_k")
+INTEGER_DOT_ENCODINGS = ("q8_0", "q4_1", "q5_0", "q5_1", "q2_k", "q3_k", "q4_k", "q5_k", "q6_k", "iq4_nl", "iq4_xs")
 
 
 def quantized_activations(x: np.ndarray) -> np.ndarray:
@@ -66,7 +75,7 @@ def bf16_rounded(x: np.ndarray) -> np.ndarray:
 @contextmanager
 def quantized_reference(hf: Any, modules: list[Any]) -> Iterator[Any]:
     """`hf` with the input rows of `modules` through `quantized_activations`, as zoo's kernel
-    multiplies Q8_0/Q4_1/Q5_0/Q5_1/Q4_K/Q5_K/Q6_K weights in every graph (prefill and decode). Yields what to call in
+    multiplies `INTEGER_DOT_ENCODINGS` weights in every graph (prefill and decode). Yields what to call in
     place of hf."""
     import torch
 

@@ -272,9 +272,9 @@ def test_quantized_gpt2_weights_stay_out_by_in_through_the_mapper(families, regi
 def test_a_tensor_type_zoo_cannot_run_is_named(tmp_path):
     from gguf_fixtures import quantize
 
-    iq4_nl = quantize(STORIES_GGUF["f32"], tmp_path / "stories-iq4_nl.gguf", "IQ4_NL")
-    file = open_file(iq4_nl)
-    with pytest.raises(WeightsError, match=r"tensor blk\.0\.\w+\.weight has type IQ4_NL, which zoo cannot run"):
+    iq3_s = quantize(LLAMA_256["f32"], tmp_path / "llama-256-iq3_s.gguf", "IQ3_S")
+    file = open_file(iq3_s)
+    with pytest.raises(WeightsError, match=r"tensor token_embd\.weight has type IQ3_S, which zoo cannot run"):
         reader.read_tensors(file, reader.hf_config(file))
 
 
@@ -392,18 +392,18 @@ def test_llama_256_scores_as_llama_cpp_in_every_k_quant(registry):
 
 def test_legacy_32_value_types_run_encoded_and_score_as_llama_cpp(registry, tmp_path):
     """Q5_0, Q5_1 and Q4_1, which llama.cpp's Q4_K_M and Q5_K_M recipes fall back to for rows that
-    are not a multiple of 256 (models of width 576, 640, 896, ...): stories260K quantized by
-    llama.cpp to Q5_0 with v in Q4_1 and up in Q5_1 (so the fused q/k/v and gate/up rows mix
-    encodings) and a Q5_1 embedding (tied: it is the output projection too). Kept encoded on
-    zoo's kernels, it scores within 1% of llama-perplexity on the same file and gives the
-    greedy text of its weights decoded at load."""
+    are not a multiple of 256 (models of width 576, 640, 896, ...), and IQ4_NL: stories260K
+    quantized by llama.cpp to Q5_0 with v in Q4_1, up in Q5_1 (so the fused q/k/v and gate/up
+    rows mix encodings) and the attention output in IQ4_NL, and a Q5_1 embedding (tied: it is
+    the output projection too). Kept encoded on zoo's kernels, it scores within 1% of
+    llama-perplexity on the same file and gives the greedy text of its weights decoded at load."""
     from gguf_fixtures import quantize
 
     path = tmp_path / "stories-q5_0-mix.gguf"
     quantize(STORIES_GGUF["f32"], path, "Q5_0", "--tensor-type", "attn_v=q4_1", "--tensor-type", "ffn_up=q5_1",
-             "--token-embedding-type", "q5_1")
+             "--tensor-type", "attn_output=iq4_nl", "--token-embedding-type", "q5_1")
     encoded = zoo_model(path, registry, dtype=None)
-    assert {"q5_0", "q5_1", "q4_1"} <= set(encoded.loaded.graph.encodings)
+    assert {"q5_0", "q5_1", "q4_1", "iq4_nl"} <= set(encoded.loaded.graph.encodings)
     text = TEXT.read_text().removesuffix("\n")
     ours = encoded.perplexity(text, context=128).perplexity
     theirs = llamacpp_perplexity(path, 128)
@@ -411,6 +411,23 @@ def test_legacy_32_value_types_run_encoded_and_score_as_llama_cpp(registry, tmp_
     prompt = "Once upon a time"
     decoded = zoo_model(path, registry)
     assert encoded.generate(prompt, greedy=True, max_new_tokens=30) == decoded.generate(prompt, greedy=True, max_new_tokens=30)
+
+
+def test_2_and_3_bit_k_quants_and_iq4_xs_run_encoded_and_score_as_llama_cpp(registry, tmp_path):
+    """llama.cpp's Q2_K recipe of llama-256 (Q2_K with Q3_K attn_v / ffn_down, Q6_K output), with
+    up in IQ4_XS: kept encoded on zoo's kernels (q/k/v fused from Q2_K and Q3_K rows), it scores
+    within 1% of llama-perplexity on the same file (llama.cpp rounds x to 8 bits per 256 values
+    for these types, zoo per 32: about 0.5% apart here). Q3_K_M and Q3_K_L files hold the same
+    Q3_K rows beside Q4_K/Q5_K ones."""
+    from gguf_fixtures import quantize
+
+    path = quantize(LLAMA_256["f32"], tmp_path / "llama-256-q2_k-mix.gguf", "Q2_K", "--tensor-type", "ffn_up=iq4_xs")
+    model = zoo_model(path, registry, dtype=None)
+    assert set(model.loaded.graph.encodings) == {"float", "q2_k", "q3_k", "iq4_xs", "q6_k"}
+    text = TEXT.read_text().removesuffix("\n")
+    ours = model.perplexity(text, context=128).perplexity
+    theirs = llamacpp_perplexity(path, 128)
+    assert abs(ours - theirs) / theirs < 1e-2, (ours, theirs)
 
 
 def test_llama_256_q4_k_m_kept_encoded_scores_as_llama_cpp(registry):

@@ -7,8 +7,8 @@ Two models, each compiled once (prefill + decode graph):
 - a GPT-2 (tied embeddings, biases, the fused GELU) encoded in memory with
   `quantize="q8_0"` through `zoo.load`.
 transformers runs the same weights decoded to float32. Quantized matmuls round x to
-8 bits per block, as llama.cpp's do: zoo's kernel for Q8_0, Q5_K and Q6_K weights, so the
-reference quantizes the inputs of every projection in those encodings (MAX's Q6_K matmul
+8 bits per block, as llama.cpp's do: zoo's kernel for every integer encoding (`ZOO_KERNEL_ENCODINGS`),
+so the reference quantizes the inputs of every projection in those encodings (MAX's Q6_K matmul
 rounds them in blocks of its own); MAX's Q4_0/Q4_K matmul rounds too, which the reference
 leaves in float32 (ACTIVATION_TOLERANCE).
 Logits agree at prefill and every cached step within that, and greedy tokens are identical.
@@ -39,10 +39,10 @@ LLAMA = dict(
 # and two fused weights mix encodings as llama.cpp's Q4_K_M files do (v in another type than q
 # and k; a float part beside an encoded one).
 LAYER_ENCODINGS = [
-    {"q_proj": "q8_0", "k_proj": "q8_0", "v_proj": "q8_0", "o_proj": "q4_0", "up_proj": "q4_k", "down_proj": "q5_k"},
-    {"q_proj": "q6_k", "k_proj": "q6_k", "v_proj": "q8_0", "o_proj": "bf16", "gate_proj": "f16", "up_proj": "f16", "down_proj": "q4_k"},
+    {"q_proj": "q8_0", "k_proj": "q5_0", "v_proj": "iq4_nl", "o_proj": "q4_0", "up_proj": "q4_k", "down_proj": "q5_k"},
+    {"q_proj": "q6_k", "k_proj": "q2_k", "v_proj": "q5_1", "o_proj": "bf16", "gate_proj": "f16", "up_proj": "q4_1", "down_proj": "iq4_xs"},
 ]
-TOP_ENCODINGS = {"model.embed_tokens.weight": "q8_0", "lm_head.weight": "q6_k"}
+TOP_ENCODINGS = {"model.embed_tokens.weight": "q3_k", "lm_head.weight": "q6_k"}
 # Quantized matmuls take their activations in 8-bit blocks, as llama.cpp does (MAX's Q4_0/Q4_K/
 # Q6_K kernels): each projection is off by up to ~1% of its output scale from float32 arithmetic.
 # These logits span about +-3; they move by 0.01-0.08 at most steps (measured: median 0.02) and
@@ -124,7 +124,10 @@ def quantized_gpt2(tmp_path_factory):
 def test_encoded_checkpoint_stays_encoded(encoded_llama):
     _, model, tensors = encoded_llama
     # Per weight, or per part of a fused one in mixed encodings: 5 norms and a gate_proj are float.
-    assert model.graph.encodings == {"bf16": 1, "f16": 1, "float": 6, "q4_0": 1, "q4_k": 2, "q5_k": 1, "q6_k": 2, "q8_0": 3}
+    assert model.graph.encodings == {
+        "bf16": 1, "f16": 1, "float": 6, "q8_0": 1, "q4_0": 1, "q4_1": 1, "q5_0": 1, "q5_1": 1,
+        "q2_k": 1, "q3_k": 1, "q4_k": 1, "q5_k": 1, "q6_k": 2, "iq4_nl": 1, "iq4_xs": 1,
+    }
     floats = sum(int(t.numel()) * 4 for t in tensors.values() if not isinstance(t, QuantizedWeight))
     read = sum(t.nbytes for n, t in tensors.items() if isinstance(t, QuantizedWeight) and n != "model.embed_tokens.weight")
     assert model.graph.weight_bytes_per_token == read + floats
@@ -138,7 +141,7 @@ def test_encoded_logits_match_transformers_at_every_cached_step(encoded_llama):
     rng = np.random.default_rng(1)
     prompts = [rng.integers(3, LLAMA["vocab_size"], size=n).tolist() for n in (9, 4)]
     quantized = [m for name, m in hf.named_modules() if isinstance(m, torch.nn.Linear) and _encoding_for(f"{name}.weight") in ZOO_KERNEL_ENCODINGS]
-    assert len(quantized) == 8  # the Q8_0, Q5_K and Q6_K projections
+    assert len(quantized) == 10  # every projection in an integer encoding but the Q4_K ones (MAX's matmul)
     with quantized_reference(hf, quantized) as reference:
         worst = step_differences(reference, model, prompts)
     assert max(worst) < ACTIVATION_TOLERANCE and float(np.median(worst)) < TYPICAL_STEP_TOLERANCE, worst

@@ -101,7 +101,7 @@ def test_dequantize_is_the_reference_decoding(results, case, encoding):
 @pytest.mark.parametrize("case", CASES)
 def test_row_dot_equals_numpy(results, case, encoding):
     """x @ w.T on the decoded weights, in float32 arithmetic; + bias; + tanh-GELU. For the
-    integer encodings (Q8_0, Q4_K, Q5_K, Q6_K), x is first quantized to 8 bits per block of 32
+    integer encodings (`INTEGER_DOT_ENCODINGS`), x is first quantized to 8 bits per block of 32
     (as llama.cpp does), the rest is exact integer dot products scaled in float32: the same
     tolerance holds. bf16 tiles (16 rows or more, an even column count) round x to bf16 where
     MAX builds the kernels for a target with AVX512-BF16 (its pair products), and only there:

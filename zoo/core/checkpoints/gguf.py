@@ -6,8 +6,8 @@ registered architecture declares for the file's `general.architecture`
 (`gguf_tokenizer`), and every tensor gets its HF name back (through `gguf`'s
 own name map), with llama.cpp's converter changes undone, so the
 architecture's own weight mapper applies. F32/F16/BF16 tensors come back as
-float tensors; Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K and Q6_K weights stay
-quantized as `QuantizedWeight` (raw GGML rows); any other type is a one-line
+float tensors; Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K-Q6_K, IQ4_NL and IQ4_XS
+weights stay quantized as `QuantizedWeight` (raw GGML rows); any other type is a one-line
 error naming the tensor and its type.
 """
 

@@ -32,10 +32,17 @@ ENCODINGS: dict[str, tuple[int, int]] = {
     "q4_1": (32, 20),
     "q5_0": (32, 22),
     "q5_1": (32, 24),
+    "q2_k": (256, 84),
+    "q3_k": (256, 110),
     "q4_k": (256, 144),
     "q5_k": (256, 176),
     "q6_k": (256, 210),
+    "iq4_nl": (32, 18),
+    "iq4_xs": (256, 136),
 }
+
+# encodings zoo runs but cannot write (the `gguf` package has no encoder for them, nor has zoo)
+DECODE_ONLY = ("q2_k", "q3_k", "iq4_nl", "iq4_xs")
 
 
 # llama-quantize's encoding for rows that do not fit a K-quant's 256-value blocks
@@ -109,7 +116,7 @@ class QuantizedWeight:
         from gguf.quants import quantize
 
         array = np.ascontiguousarray(np.asarray(array, dtype=np.float32))
-        if encoding not in ENCODINGS:
+        if encoding not in ENCODINGS or encoding in DECODE_ONLY:
             raise WeightsError(f"no {encoding} encoder available")
         block_values, block_bytes = ENCODINGS[encoding]
         if array.ndim != 2 or array.shape[1] % block_values:

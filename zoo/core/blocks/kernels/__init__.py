@@ -138,6 +138,7 @@ def _on_host(x: Any) -> bool:
 # Encodings of `QuantizedWeight` -> the kernels' `encoding` parameter (mojo/quantized.mojo).
 ENCODING_CODES = {
     "bf16": 0, "f16": 1, "q8_0": 2, "q4_0": 3, "q4_k": 4, "q5_k": 5, "q6_k": 6, "q4_1": 7, "q5_0": 8, "q5_1": 9,
+    "q3_k": 10, "iq4_nl": 11, "iq4_xs": 12, "q2_k": 13,
 }
 
 

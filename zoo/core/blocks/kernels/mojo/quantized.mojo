@@ -2,8 +2,8 @@
 
 A weight is (n, row_bytes) uint8: each row is a run of blocks along the
 columns, exactly as GGUF stores it. Every encoding is read 32 values at a
-time (a "chunk"): a Q8_0/Q4_0/Q4_1/Q5_0/Q5_1 block is one chunk, a K-quant super-block of
-256 values is eight, and bf16/f16 rows are cut into chunks of 32 values
+time (a "chunk"): a Q8_0/Q4_0/Q4_1/Q5_0/Q5_1/IQ4_NL block is one chunk, a super-block of
+256 values (the K-quants, IQ4_XS) is eight, and bf16/f16 rows are cut into chunks of 32 values
 (64 bytes) with a scalar tail. `decode_chunk` turns one chunk into 32
 float32 values exactly as the reference decoders do (the `gguf` package's
 NumPy code, llama.cpp's `dequantize_row_*`).
@@ -14,7 +14,7 @@ NumPy code, llama.cpp's `dequantize_row_*`).
   does for float32 weights (a few long blocks each), and stream each weight row
   once, front to back, prefetching ahead, against up to four rows of x at a
   time, with several accumulators.
-  Q8_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K and Q6_K are multiplied in integers, as llama.cpp does: each row
+  Every encoding but Q4_0, bf16 and f16 is multiplied in integers, as llama.cpp does: each row
   of x is first quantized to 8 bits per block of 32 (`quantize_rows`), then
   each block is an int8 dot product (AVX-512 VNNI's vpdpbusd where the CPU has
   it) scaled in float32. That rounds x about as finely as Q8_0 rounds the weights.
@@ -55,6 +55,10 @@ comptime Q6_K = 6
 comptime Q4_1 = 7
 comptime Q5_0 = 8
 comptime Q5_1 = 9
+comptime Q3_K = 10
+comptime IQ4_NL = 11
+comptime IQ4_XS = 12
+comptime Q2_K = 13
 
 comptime CHUNK = 32  # values decoded at a time
 comptime BLOCKS_PER_CORE = 4  # work items per core: few, so each core streams long runs of rows
@@ -70,7 +74,7 @@ comptime Chunk = SIMD[DType.float32, CHUNK]
 
 def block_values[enc: Int]() -> Int:
     """Values per storage block (bf16/f16 rows are read in chunks of 32)."""
-    comptime if enc == Q4_K or enc == Q5_K or enc == Q6_K:
+    comptime if enc == Q4_K or enc == Q5_K or enc == Q6_K or enc == Q2_K or enc == Q3_K or enc == IQ4_XS:
         return 256
     return 32
 
@@ -93,6 +97,14 @@ def block_bytes[enc: Int]() -> Int:
         return 22
     comptime if enc == Q5_1:
         return 24
+    comptime if enc == Q3_K:
+        return 110
+    comptime if enc == IQ4_NL:
+        return 18
+    comptime if enc == IQ4_XS:
+        return 136
+    comptime if enc == Q2_K:
+        return 84
     return 210
 
 
@@ -120,29 +132,30 @@ def decode_chunk[enc: Int](block: Bytes, c: Int) -> Chunk:
         return bitcast[DType.float32, CHUNK](raw.cast[DType.uint32]() << 16)
     comptime if enc == F16:
         return (block + 64 * c).bitcast[Float16]().load[width=CHUNK]().cast[DType.float32]()
-    comptime if enc == Q8_0:
-        var q = (block + 2).bitcast[Int8]().load[width=CHUNK]()
-        return q.cast[DType.float32]() * half(block)
     comptime if enc == Q4_0:
         var q = (block + 2).load[width=16]()
         var both = (q & 15).join(q >> 4)
         return (both.cast[DType.float32]() - 8) * half(block)
     comptime if small_blocks[enc]():
         var q = small_quants[enc](block).cast[DType.float32]()
-        comptime if enc == Q5_0:
-            return (q - 16) * half(block)
-        return q * half(block) + half(block + 2)
+        comptime if has_mins[enc]():
+            return q * half(block) + half(block + 2)
+        return (q - Float32(offset_of[enc]())) * half(block)
     comptime if enc == Q4_K or enc == Q5_K:
         var sm = k_scale_min(block + 4, c)
         var q = k_quants[enc](block, (block + 16).load[width=CHUNK](), c)
         return (half(block) * sm[0]) * q.cast[DType.float32]() - half(block + 2) * sm[1]
-    var q = q6_k_quants(block, c)
-    var d = half(block + 208)
-    var scales = (block + 192).bitcast[Int8]()
-    var lo = d * Float32(scales.load(2 * c))
-    var hi = d * Float32(scales.load(2 * c + 1))
-    var scale = SIMD[DType.float32, 16](lo).join(SIMD[DType.float32, 16](hi))
-    return scale * (q.cast[DType.int8]() - 32).cast[DType.float32]()
+    var scales = sub_scales[enc](block)
+    comptime if enc == Q2_K:
+        var q = offset_quants[enc](block, c).cast[DType.float32]()
+        var mins = sub_mins(block)
+        var scale = SIMD[DType.float32, 16](scales[2 * c]).join(SIMD[DType.float32, 16](scales[2 * c + 1]))
+        var low = SIMD[DType.float32, 16](mins[2 * c]).join(SIMD[DType.float32, 16](mins[2 * c + 1]))
+        return scale * q - low
+    var q = offset_quants[enc](block, c).cast[DType.float32]() - Float32(offset_of[enc]())
+    comptime if sub_blocks[enc]() == 2:
+        return SIMD[DType.float32, 16](scales[2 * c]).join(SIMD[DType.float32, 16](scales[2 * c + 1])) * q
+    return scales[c] * q
 
 
 @always_inline
@@ -157,16 +170,62 @@ def q6_k_quants(block: Bytes, c: Int) -> SIMD[DType.uint8, CHUNK]:
 
 
 def small_blocks[enc: Int]() -> Bool:
-    """Whether `enc` is one of GGML's 32-value blocks of 4- or 5-bit quants: Q4_1 (d, m),
-    Q5_0 (d; quants 16 above their value) and Q5_1 (d, m), x = d * q (+ m)."""
-    return enc == Q4_1 or enc == Q5_0 or enc == Q5_1
+    """Whether `enc` is one of GGML's 32-value blocks multiplied in integers, x = d * (q - offset)
+    or d * q + m: Q8_0 (d; int8 quants, read 128 above), Q4_1 (d, m), Q5_0 (d; quants 16
+    above), Q5_1 (d, m) and IQ4_NL (d; 4-bit indices into a table of 16 int8 values, read
+    128 above)."""
+    return enc == Q8_0 or enc == Q4_1 or enc == Q5_0 or enc == Q5_1 or enc == IQ4_NL
+
+
+def scaled_blocks[enc: Int]() -> Bool:
+    """Whether `enc` is a super-block of 256 values with a scale per sub-block,
+    x = d * scale * (q - offset): Q6_K and Q3_K (16 sub-blocks of 16, signed scales) and
+    IQ4_XS (8 of 32); or, with a min per sub-block, x = d * scale * q - d_min * min: Q2_K
+    (16 of 16)."""
+    return enc == Q6_K or enc == Q3_K or enc == IQ4_XS or enc == Q2_K
+
+
+def share_shift[enc: Int]() -> Int:
+    """log2 of 128 over `enc`'s quant offset: its dot products start from x's `unsigned_share`
+    shifted right this far."""
+    comptime if enc == Q5_0:
+        return 3
+    comptime if enc == Q6_K:
+        return 2
+    comptime if enc == Q3_K:
+        return 5
+    comptime if enc == Q2_K:
+        return 7
+    return 0
+
+
+def offset_of[enc: Int]() -> Int:
+    """How far above its value each quant of `enc` is read (128, 16, 32 or 4; Q2_K's 1 is the
+    weight of its mins' term, x's sums)."""
+    return 128 >> share_shift[enc]()
+
+
+# IQ4_NL's 16 values (llama.cpp's kvalues_iq4nl), each plus 128
+comptime IQ4_VALUES = SIMD[DType.uint8, 16](1, 24, 45, 63, 79, 93, 106, 118, 129, 141, 153, 166, 181, 197, 217, 241)
+
+
+@always_inline
+def iq4_quants(raw: SIMD[DType.uint8, 16]) -> SIMD[DType.uint8, CHUNK]:
+    """The 32 quants of 16 IQ4_NL/IQ4_XS bytes (values 0-15 in the low nibbles, 16-31 in the
+    high ones), each its table value + 128."""
+    return IQ4_VALUES._dynamic_shuffle(raw & 15).join(IQ4_VALUES._dynamic_shuffle(raw >> 4))
 
 
 @always_inline
 def small_quants[enc: Int](block: Bytes) -> SIMD[DType.uint8, CHUNK]:
-    """The 32 quants of a Q4_1 (0..15), Q5_0 or Q5_1 (0..31) block: values 0-15 in the low
-    nibbles of its 16 quant bytes, 16-31 in the high ones; Q5's fifth bits, value i's at bit i,
-    in the 32-bit word before them."""
+    """The 32 quants of a `small_blocks` block: Q8_0's int8 quants + 128; Q4_1 (0..15), Q5_0
+    or Q5_1 (0..31): values 0-15 in the low nibbles of its 16 quant bytes, 16-31 in the high
+    ones, Q5's fifth bits, value i's at bit i, in the 32-bit word before them; IQ4_NL's table
+    values + 128."""
+    comptime if enc == Q8_0:
+        return (block + 2).load[width=CHUNK]() ^ 128
+    comptime if enc == IQ4_NL:
+        return iq4_quants((block + 2).load[width=16]())
     comptime QS = 4 if enc == Q4_1 else (6 if enc == Q5_0 else 8)
     var raw = (block + QS).load[width=16]()
     var q = (raw & 15).join(raw >> 4)
@@ -174,6 +233,56 @@ def small_quants[enc: Int](block: Bytes) -> SIMD[DType.uint8, CHUNK]:
         var qh = SIMD[DType.uint32, CHUNK]((block + QS - 4).bitcast[UInt32]().load())
         q |= (((qh >> iota[DType.uint32, CHUNK]()) & 1) << 4).cast[DType.uint8]()
     return q
+
+
+@always_inline
+def offset_quants[enc: Int](block: Bytes, c: Int) -> SIMD[DType.uint8, CHUNK]:
+    """Chunk c's 32 quants of a `scaled_blocks` super-block, each `offset_of` above its value.
+    Q6_K: ql[128], qh[64], int8 scales[16], d; chunk c is quarter c % 4 of half c // 4.
+    Q3_K: hmask[32] (chunk c's third bits at bit c), qs[64] (chunk c's low 2 bits at bits
+    2 * (c % 4) of half c // 4), scales[12], d. IQ4_XS: d, scales_h[2], scales_l[4], qs[128]
+    (16 bytes per chunk). Q2_K: scales[16], qs[64] (as Q3_K's), d, d_min; its quants (0..3)
+    are not offset."""
+    comptime if enc == Q6_K:
+        return q6_k_quants(block, c)
+    comptime if enc == Q3_K or enc == Q2_K:
+        comptime QS = 32 if enc == Q3_K else 16
+        var low = ((block + QS + 32 * (c // 4)).load[width=CHUNK]() >> UInt8(2 * (c % 4))) & 3
+        comptime if enc == Q2_K:
+            return low
+        return low | (((block.load[width=CHUNK]() >> UInt8(c)) & 1) << 2)
+    return iq4_quants((block + 8 + 16 * c).load[width=16]())
+
+
+@always_inline
+def sub_mins(block: Bytes) -> SIMD[DType.float32, 16]:
+    """d_min times each sub-block's 4-bit min (high nibbles of scales) of a Q2_K super-block."""
+    return ((block.load[width=16]() >> 4).cast[DType.float32]()) * half(block + 82)
+
+
+@always_inline
+def sub_scales[enc: Int](block: Bytes) -> SIMD[DType.float32, 16]:
+    """d times each sub-block's scale of a `scaled_blocks` super-block, in order: Q6_K's int8
+    scales; Q3_K's 6-bit ones less 32 (low nibbles: sub-blocks 0-7 in bytes 0-7, 8-15 in
+    their high nibbles; the top two bits in bytes 8-11, shifted by 0, 2, 4, 6 for sub-blocks
+    0-3, 4-7, 8-11, 12-15); IQ4_XS's 8 6-bit ones less 32 (low nibbles in scales_l, two a byte;
+    top bits two each in scales_h), lanes 8-15 zero; Q2_K's 4-bit ones (low nibbles)."""
+    comptime if enc == Q2_K:
+        return ((block.load[width=16]() & 15).cast[DType.float32]()) * half(block + 80)
+    comptime if enc == Q6_K:
+        return (block + 192).bitcast[Int8]().load[width=16]().cast[DType.float32]() * half(block + 208)
+    comptime if enc == Q3_K:
+        var low = (block + 96).load[width=8]()
+        var top = (block + 104).load[width=4]()
+        var high = ((top & 3).join((top >> 2) & 3)).join(((top >> 4) & 3).join(top >> 6))
+        var sc = (low & 15).join(low >> 4) | (high << 4)
+        return (sc.cast[DType.int8]() - 32).cast[DType.float32]() * half(block + 108)
+    var low = (block + 4).load[width=4]()
+    var nibbles = (low & 15).interleave(low >> 4)
+    var top = SIMD[DType.uint16, 8]((block + 2).bitcast[UInt16]().load())
+    var high = ((top >> (iota[DType.uint16, 8]() * 2)) & 3).cast[DType.uint8]()
+    var sc = ((nibbles | (high << 4)).cast[DType.int8]() - 32).cast[DType.float32]() * half(block)
+    return sc.join(SIMD[DType.float32, 8](0))
 
 
 @always_inline
@@ -216,7 +325,7 @@ def q4_0_block_dot(block: Bytes, x: Floats, mut acc: Lanes):
     acc = broadcast_half(block).fma(p, acc)
 
 
-# --- integer dot products (Q8_0, Q4_K, Q5_K, Q6_K) -------------------------------------------
+# --- integer dot products ----------------------------------------------------------------------
 
 comptime VNNI = CompilationTarget.has_vnni()
 comptime WIDE_VNNI = VNNI and CompilationTarget.has_avx512f()  # 512-bit vpdpbusd
@@ -228,7 +337,7 @@ comptime QBytes = Pointer[Int8, _]
 
 def integer_dots[enc: Int]() -> Bool:
     """Whether `enc` is multiplied in integers against x quantized to 8 bits."""
-    return enc == Q8_0 or enc == Q4_K or enc == Q5_K or enc == Q6_K or small_blocks[enc]()
+    return enc == Q4_K or enc == Q5_K or small_blocks[enc]() or scaled_blocks[enc]()
 
 
 def has_mins[enc: Int]() -> Bool:
@@ -255,7 +364,7 @@ def k_quants[enc: Int](block: Bytes, qh: SIMD[DType.uint8, CHUNK], c: Int) -> SI
 
 def needs_shares[enc: Int]() -> Bool:
     """Whether `enc`'s integer dot products take x's `unsigned_share` (offset quants)."""
-    return enc == Q8_0 or enc == Q6_K or enc == Q5_0
+    return integer_dots[enc]() and not has_mins[enc]()
 
 
 def quantize_rows[shares: Bool](
@@ -332,44 +441,14 @@ def prefetch_ahead[BB: Int](step: Bytes):
         prefetch[options](step + PREFETCH_AHEAD + line * 64)
 
 
-def q8_0_row[MR: Int](w: Bytes, k: Int, xq: QBytes, xd: Floats, xc: Pointer[Int32, _], totals: Totals):
-    """totals[m] = the Q8_0 row at w . quantized row m of x: per block an int8 dot product
-    (w + 128 unsigned times x, plus x's `unsigned_share` from xc) times both scales, U blocks
-    at a time into separate accumulators."""
-    comptime U = 4 // MR
-    var blocks = k // CHUNK
-    var acc = StaticTuple[Octet, U * MR](fill=Octet(0))
-
-    @always_inline
-    def step[u: Int](s: Int) {mut acc, var w, var k, var xq, var xd, var xc, var blocks}:
-        var block = w + s * 34
-        var q = (block + 2).load[width=CHUNK]() ^ 128  # w + 128, unsigned
-        var dw = broadcast_half(block).slice[8, offset=0]()
-        comptime for m in range(MR):
-            var xv = (xq + m * k + s * CHUNK).load[width=CHUNK]()
-            var share = (xc + (m * blocks + s) * 8).load[width=8]()
-            var p = dot_u8_i8(share, q, xv).cast[DType.float32]() * Octet(xd.load(m * blocks + s))
-            acc[u * MR + m] = p.fma(dw, acc[u * MR + m])
-
-    var s = 0
-    while s + U <= blocks:
-        prefetch_ahead[U * 34](w + s * 34)
-        comptime for u in range(U):
-            step[u](s + u)
-        s += U
-    while s < blocks:
-        step[0](s)
-        s += 1
-    comptime for m in range(MR):
-        totals.store(m, row_sum[8, U, MR, m](acc))
-
-
 def small_block_row[enc: Int, MR: Int](
     w: Bytes, k: Int, xq: QBytes, xd: Floats, xs: Floats, xc: Pointer[Int32, _], totals: Totals
 ):
-    """As `q8_0_row` for Q4_1, Q5_0 and Q5_1: per block an unsigned-by-signed int8 dot
-    product of the quants with x times both scales; Q5_0's offset of 16 is an eighth of x's
-    `unsigned_share`, and Q4_1/Q5_1's min is multiplied by x's scale times its quants' sum."""
+    """totals[m] = the `small_blocks` row at w . quantized row m of x: per block an
+    unsigned-by-signed int8 dot product of the quants with x times both scales, U blocks at a
+    time into separate accumulators. A quant offset is x's `unsigned_share` shifted by
+    `share_shift` (Q8_0's and IQ4_NL's 128 the share itself, Q5_0's 16 an eighth of it);
+    Q4_1/Q5_1's min is multiplied by x's scale times its quants' sum."""
     comptime BB = block_bytes[enc]()
     comptime U = 4 // MR
     var blocks = k // CHUNK
@@ -386,7 +465,7 @@ def small_block_row[enc: Int, MR: Int](
             var xv = (xq + m * k + s * CHUNK).load[width=CHUNK]()
             var start = Ints(0)
             comptime if needs_shares[enc]():
-                start = (xc + b * 8).load[width=8]() >> 3
+                start = (xc + b * 8).load[width=8]() >> Int32(share_shift[enc]())
             else:
                 offs[m] += half(block + 2) * xs.load(b)
             var p = dot_u8_i8(start, q, xv).cast[DType.float32]() * Octet(xd.load(b))
@@ -409,7 +488,7 @@ comptime SEGMENT = 32  # K-quant super-blocks whose scales are worked out ahead 
 
 
 def k_quant_row[enc: Int, MR: Int](w: Bytes, k: Int, xq: QBytes, xd: Floats, xs: Floats, totals: Totals):
-    """As `q8_0_row` for Q4_K and Q5_K: per 32-value sub-block an unsigned-by-signed int8 dot
+    """As `small_block_row` for Q4_K and Q5_K: per 32-value sub-block an unsigned-by-signed int8 dot
     product times d * scale * x's scale, less d_min * min * (x's scale * sum of its quants).
     The scales of up to SEGMENT super-blocks are worked out first, so that the dot products
     take each from memory."""
@@ -445,36 +524,53 @@ def k_quant_row[enc: Int, MR: Int](w: Bytes, k: Int, xq: QBytes, xd: Floats, xs:
         totals.store(m, row_sum[8, A, MR, m](acc) - offs[m].reduce_add())
 
 
-def q6_k_row[MR: Int](w: Bytes, k: Int, xq: QBytes, xd: Floats, xc: Pointer[Int32, _], totals: Totals):
-    """As `q8_0_row` for Q6_K: per 32-value chunk an unsigned-by-signed int8 dot product of the
-    6-bit quants (0..63) with x, plus a quarter of x's `unsigned_share` (-32 times x's sums)
-    for the quants' offset of 32; lanes 0-3 (values 0-15) and 4-7 (values 16-31) each take
-    their own int8 scale, times d and x's block scale."""
+def scaled_row[enc: Int, MR: Int](w: Bytes, k: Int, xq: QBytes, xd: Floats, xc: Pointer[Int32, _], totals: Totals):
+    """As `small_block_row` for the `scaled_blocks` (Q6_K, Q3_K, IQ4_XS, Q2_K): per 32-value
+    chunk an unsigned-by-signed int8 dot product of the quants with x, plus x's
+    `unsigned_share` shifted by `share_shift` for the quants' offset; each sub-block's lanes
+    (Q6_K/Q3_K/Q2_K: 0-3 for values 0-15, 4-7 for 16-31) take d times its scale, times x's
+    block scale. Q2_K's mins instead take the shifted share (minus x's sums, per lane) times
+    d_min * min."""
+    comptime BB = block_bytes[enc]()
+    comptime S = sub_blocks[enc]()
     comptime A = 4 // MR  # accumulators per row of x, taken by chunk in turn
     var blocks = k // 256
     var chunks = k // CHUNK
     var acc = StaticTuple[Octet, A * MR](fill=Octet(0))
     for s in range(blocks):
-        var block = w + s * 210
-        prefetch_ahead[210](block)
-        var scales = (block + 192).bitcast[Int8]().load[width=16]().cast[DType.float32]() * half(block + 208)
-        comptime for h in range(2):
-            comptime for quarter in range(4):
-                comptime c = 4 * h + quarter
-                var q = q6_k_quants(block, c)
-                var halves = SIMD[DType.float32, 4](scales[2 * c]).join(SIMD[DType.float32, 4](scales[2 * c + 1]))
-                comptime for m in range(MR):
-                    var b = m * chunks + s * 8 + c
-                    var xv = (xq + m * k + s * 256 + c * CHUNK).load[width=CHUNK]()
-                    var offset = (xc + b * 8).load[width=8]() >> 2
-                    var p = dot_u8_i8(offset, q, xv).cast[DType.float32]()
-                    acc[(c % A) * MR + m] = p.fma(halves * xd.load(b), acc[(c % A) * MR + m])
+        var block = w + s * BB
+        prefetch_ahead[BB](block)
+        var scales = sub_scales[enc](block)
+        var mins = SIMD[DType.float32, 16](0)
+        comptime if enc == Q2_K:
+            mins = sub_mins(block)
+        comptime for c in range(8):
+            var q = offset_quants[enc](block, c)
+            var scale: Octet
+            var low = Octet(0)
+            comptime if S == 2:
+                scale = SIMD[DType.float32, 4](scales[2 * c]).join(SIMD[DType.float32, 4](scales[2 * c + 1]))
+                low = SIMD[DType.float32, 4](mins[2 * c]).join(SIMD[DType.float32, 4](mins[2 * c + 1]))
+            else:
+                scale = Octet(scales[c])
+            comptime for m in range(MR):
+                var b = m * chunks + s * 8 + c
+                var xv = (xq + m * k + s * 256 + c * CHUNK).load[width=CHUNK]()
+                var offset = (xc + b * 8).load[width=8]() >> Int32(share_shift[enc]())
+                var a = acc[(c % A) * MR + m]
+                var xs = Octet(xd.load(b))
+                comptime if enc == Q2_K:
+                    a = dot_u8_i8(Ints(0), q, xv).cast[DType.float32]().fma(scale * xs, a)
+                    a = offset.cast[DType.float32]().fma(low * xs, a)
+                else:
+                    a = dot_u8_i8(offset, q, xv).cast[DType.float32]().fma(scale * xs, a)
+                acc[(c % A) * MR + m] = a
     comptime for m in range(MR):
         totals.store(m, row_sum[8, A, MR, m](acc))
 
 
 def half_row[enc: Int, MR: Int](w: Bytes, k: Int, x: Floats, totals: Totals):
-    """As `q8_0_row` for a bf16/f16 row, in float32: each chunk converted once for MR rows of
+    """As `small_block_row` for a bf16/f16 row, in float32: each chunk converted once for MR rows of
     x, two chunks at a time into separate accumulators."""
     comptime U = 2 if MR == 1 else 1
     var chunks = k // CHUNK
@@ -497,7 +593,7 @@ def half_row[enc: Int, MR: Int](w: Bytes, k: Int, x: Floats, totals: Totals):
 
 
 def q4_0_row[MR: Int](w: Bytes, k: Int, x: Floats, totals: Totals):
-    """As `q8_0_row` for Q4_0, decoded to float32 (`q4_0_block_dot`)."""
+    """As `small_block_row` for Q4_0, decoded to float32 (`q4_0_block_dot`)."""
     var blocks = k // CHUNK
     var acc = StaticTuple[Lanes, MR](fill=Lanes(0))
     for s in range(blocks):
@@ -516,14 +612,12 @@ def row_dot[enc: Int, MR: Int](
 ):
     """totals[m] = the weight row at w . row m of x (x, its quantized form xq/xd, its block
     sums xs and shares xc all start at that row)."""
-    comptime if enc == Q8_0:
-        q8_0_row[MR](w, k, xq, xd, xc, totals)
-    elif small_blocks[enc]():
+    comptime if small_blocks[enc]():
         small_block_row[enc, MR](w, k, xq, xd, xs, xc, totals)
     elif has_mins[enc]():
         k_quant_row[enc, MR](w, k, xq, xd, xs, totals)
-    elif enc == Q6_K:
-        q6_k_row[MR](w, k, xq, xd, xc, totals)
+    elif scaled_blocks[enc]():
+        scaled_row[enc, MR](w, k, xq, xd, xc, totals)
     elif enc == BF16 or enc == F16:
         half_row[enc, MR](w, k, x, totals)
     else:
@@ -548,8 +642,8 @@ def tiled[enc: Int]() -> Bool:
 
 
 def sub_blocks[enc: Int]() -> Int:
-    """Scales per 32-value chunk in `enc`: Q6_K scales each 16 values."""
-    return 2 if enc == Q6_K else 1
+    """Scales per 32-value chunk in `enc`: Q6_K, Q3_K and Q2_K scale each 16 values."""
+    return 2 if enc == Q6_K or enc == Q3_K or enc == Q2_K else 1
 
 
 def tiled_rows[enc: Int]() -> Int:
@@ -583,10 +677,10 @@ def tile_quantized[enc: Int](
     """x quantized by `quantize_rows`, 16 rows to a tile, in the lanes the tile kernels read:
     per tile and 4 columns, each row's 4 quants (`xt`); per tile and block of 32, each row's
     scale (`xdt`) and, for the encodings with mins, its scale times the sum of its quants (`xst`);
-    for Q8_0, Q5_0 and Q6_K, per sub-block (`sub_blocks`) the weights' offset (128, 16, 32) times minus
-    the sum of its quants (`xct`). Rows past the last are zero."""
+    for the encodings with offset quants, per sub-block (`sub_blocks`) the weights' offset (`offset_of`)
+    times minus the sum of its quants (`xct`). Rows past the last are zero."""
     comptime S = sub_blocks[enc]()
-    comptime OFFSET = 128 if enc == Q8_0 else (16 if enc == Q5_0 else 32)
+    comptime OFFSET = offset_of[enc]()
     var chunks = k // CHUNK
     var tiles = (rows + LANES - 1) // LANES
     for t in range(tiles):
@@ -625,20 +719,15 @@ def pack_panel[enc: Int](
 ):
     """The `count` weight rows at w as the tile kernels read them, panel_rows[enc]() rows
     (the last one repeated past `count`): the integer encodings as one unsigned byte per value
-    (`wq`, row after row; Q8_0's quant + 128, the others' 4-, 5- or 6-bit quant) with, per
-    block of 32 (Q6_K: of 16) and row, the scale (`ws`: Q8_0's and the 32-value blocks' d, the
-    K-quants' d * scale) and the min (`wm`: Q4_1/Q5_1's m, Q4_K/Q5_K's -d_min * min); bf16/f16
-    as float32 (`wf`, row after row)."""
+    (`wq`, row after row: `small_quants`, `offset_quants` or the 4- and 5-bit K-quants) with,
+    per block of 32 (Q6_K, Q3_K, Q2_K: of 16) and row, the scale (`ws`: the 32-value blocks' d,
+    the super-blocks' d * scale) and the min (`wm`: Q4_1/Q5_1's m, Q4_K/Q5_K's -d_min * min,
+    Q2_K's d_min * min); bf16/f16 as float32 (`wf`, row after row)."""
     comptime R = panel_rows[enc]()
     var chunks = k // CHUNK
     for r in range(R):
         var row = w + min(r, count - 1) * row_bytes
-        comptime if enc == Q8_0:
-            for s in range(chunks):
-                var block = row + s * 34
-                wq.store(r * k + s * CHUNK, (block + 2).load[width=CHUNK]() ^ 128)
-                ws.store(s * R + r, half(block))
-        elif small_blocks[enc]():
+        comptime if small_blocks[enc]():
             for s in range(chunks):
                 var block = row + s * block_bytes[enc]()
                 wq.store(r * k + s * CHUNK, small_quants[enc](block))
@@ -656,15 +745,19 @@ def pack_panel[enc: Int](
                     wq.store(r * k + s * 256 + c * CHUNK, k_quants[enc](block, qh, c))
                     ws.store((s * 8 + c) * R + r, scale[c])
                     wm.store((s * 8 + c) * R + r, -mins[c])
-        elif enc == Q6_K:
+        elif scaled_blocks[enc]():
+            comptime S = sub_blocks[enc]()
             for s in range(k // 256):
-                var block = row + s * 210
-                var d = half(block + 208)
-                var scales = (block + 192).bitcast[Int8]()
+                var block = row + s * block_bytes[enc]()
+                var scales = sub_scales[enc](block)
                 comptime for c in range(8):
-                    wq.store(r * k + s * 256 + c * CHUNK, q6_k_quants(block, c))
-                    comptime for h in range(2):
-                        ws.store(((s * 8 + c) * 2 + h) * R + r, d * Float32(scales.load(2 * c + h)))
+                    wq.store(r * k + s * 256 + c * CHUNK, offset_quants[enc](block, c))
+                    comptime for h in range(S):
+                        ws.store(((s * 8 + c) * S + h) * R + r, scales[S * c + h])
+                comptime if enc == Q2_K:
+                    var mins = sub_mins(block)
+                    comptime for i in range(16):
+                        wm.store((s * 16 + i) * R + r, mins[i])
         else:
             for s in range(chunks):
                 wf.store(r * k + s * CHUNK, decode_chunk[enc](row, s))
@@ -685,8 +778,9 @@ def int_tile[enc: Int, XZ: Int](
     xt: QBytes, xdt: Floats, xst: Floats, xct: Pointer[Int32, _], res: MutFloats,
 ):
     """res[(r * XZ + z) * 16 + l] = panel row r . row l of tile z (the XZ tiles from xt on,
-    with their scales and sums from xdt, xst, xct): per block of 32 (Q6_K: of 16) an integer
-    dot product per lane, then scaled in float32 as `q8_0_row`, `k_quant_row` and `q6_k_row` do."""
+    with their scales and sums from xdt, xst, xct): per block of 32 (Q6_K, Q3_K, Q2_K: of 16) an
+    integer dot product per lane, then scaled in float32 as `small_block_row`, `k_quant_row` and
+    `scaled_row` do."""
     comptime R = panel_rows[enc]()
     comptime S = sub_blocks[enc]()
     comptime WORDS = CHUNK // 4 // S  # 4-byte words of x per sub-block
@@ -695,7 +789,7 @@ def int_tile[enc: Int, XZ: Int](
     for c in range(chunks):
         comptime for h in range(S):
             var dots = StaticTuple[WideInts, R * XZ](fill=WideInts(0))
-            comptime if needs_shares[enc]():
+            comptime if needs_shares[enc]() and enc != Q2_K:
                 comptime for z in range(XZ):
                     var share = (xct + ((z * chunks + c) * S + h) * LANES).load[width=LANES]()
                     comptime for r in range(R):
@@ -713,7 +807,11 @@ def int_tile[enc: Int, XZ: Int](
                     var p = dots[r * XZ + z].cast[DType.float32]()
                     var a = acc[r * XZ + z]
                     comptime if needs_shares[enc]():
-                        a = (p * xd).fma(Wide(ws.load((c * S + h) * R + r)), a)
+                        var sub = (c * S + h) * R + r
+                        a = (p * xd).fma(Wide(ws.load(sub)), a)
+                        comptime if enc == Q2_K:
+                            var share = (xct + ((z * chunks + c) * S + h) * LANES).load[width=LANES]()
+                            a = (share.cast[DType.float32]() * xd).fma(Wide(wm.load(sub)), a)
                     else:
                         a = p.fma(xd * Wide(ws.load(c * R + r)), a)
                         a = Wide(wm.load(c * R + r)).fma((xst + (z * chunks + c) * LANES).load[width=LANES](), a)
@@ -883,7 +981,7 @@ def tiled_dot[
         var wq = alloc[UInt8](R * k if INTS else 1)
         var wf = alloc[Float32](R * k if FLOATS else 1)
         var ws = alloc[Float32](R * chunks * S + 1)
-        var wm = alloc[Float32](R * chunks + 1)
+        var wm = alloc[Float32](R * chunks * S + 1)
         var res = alloc[Float32](R * 2 * LANES)
         while True:
             var item = claim_work(next_item, tiles, group, panels, run)
